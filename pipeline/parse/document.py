@@ -88,3 +88,13 @@ def split_label(text: str) -> tuple[str | None, str]:
     if len(label.split()) > 8 or label.endswith(("http", "https")):
         return None, text
     return label, rest
+
+
+#: The code-system line under the title ("CPT4 code", "HCPCS code", "ICD-10-PCS code", ...).
+CODE_LINE = re.compile(
+    r"^(?:CPT\s*4?|CPT®|HCPCS(?:\s+Level\s+II)?|ICD-?\s?10-?\s?(?:PCS|CM)|CDT)\s+codes?$", re.I
+)
+#: Site furniture that appears as a line of text in renderings and never belongs to a record.
+CHROME_LINES = frozenset({"search all medical codes"})
+#: The newer template's breadcrumb: "Codes / HCPCS / A4253".
+BREADCRUMB = re.compile(r"^Codes\s*/\s*[^/]+(?:/\s*[^/]+)*$")
