@@ -1,0 +1,194 @@
+"""Prefect flows: the main job (raw pages -> published version) arranged as batched tasks.
+
+The flow is thin: the work is done by plain functions (``discover``, ``process_batch``, ``publish``)
+that run without Prefect too (``pipeline.process.run_local``). What Prefect adds here: one task per
+batch of ``batch_size`` pages (hundreds, never one per page: a task costs ~10 ms of bookkeeping),
+one retry per batch, a publish task, stage logs and a run-summary artifact.
+
+Parsing uses both cores without ``ProcessPoolTaskRunner`` (whose workers each import Prefect, ~9 s):
+the batch tasks run on the default thread runner and hand their pages to one plain
+``ProcessPoolExecutor`` spawned per flow run, whose workers import only the parser (well under a
+second). A worker that dies (a crash inside a C extension) breaks the pool: the pool is replaced,
+and the batch it was running is re-run alone in a fresh process; if it kills that one too, its pages
+become rejects ("worker process failed") and the run goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote, unmapped
+
+from pipeline.errors import UsageError
+from pipeline.process import process_batch, reject_result
+from pipeline.sources.files import discover
+from schemas import Manifest
+
+SUMMARY_KEY = "procpipe-run-summary"
+REPORT_KEY = "procpipe-run-report"
+
+Result = dict[str, Any]
+
+
+def _context() -> Any:
+    import multiprocessing
+
+    # forkserver: workers do not inherit the flow process's threads and locks (Prefect runs several)
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class _Pool:
+    """A process pool shared by the batch tasks of one flow run; replaced once when a worker dies."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+
+    def run(self, batch: list[str], raw_dir: str) -> list[Result]:
+        executor = self._executor
+        try:
+            return executor.submit(process_batch, batch, raw_dir).result()
+        except BrokenProcessPool:
+            self._replace(executor)
+            return _alone(batch, raw_dir)
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:  # the first task to notice replaces it for all
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _alone(batch: list[str], raw_dir: str) -> list[Result]:
+    """Run one batch in a fresh one-worker pool; its pages become rejects if that worker dies too."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as solo:
+        try:
+            return solo.submit(process_batch, batch, raw_dir).result()
+        except Exception as exc:  # noqa: BLE001 - a worker crash must not fail the run
+            reason = f"internal error: worker process failed: {type(exc).__name__}"
+            return [reject_result(p, "parse", reason) for p in batch]
+
+
+# pools by token: a task parameter must be hashable text, not an executor
+_POOLS: dict[str, _Pool] = {}
+
+
+@contextmanager
+def _shared_pool(workers: int, batches: int) -> Iterator[str | None]:
+    """A pool token for the batch tasks, or None when one process is enough (one batch, one worker)."""
+    size = min(workers, batches)
+    if size <= 1:
+        yield None
+        return
+    token = uuid.uuid4().hex
+    _POOLS[token] = _Pool(size)
+    try:
+        yield token
+    finally:
+        _POOLS.pop(token).shutdown()
+
+
+@task(name="parse-batch", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, persist_result=False)
+def parse_batch(paths: list[str], raw_dir: str, pool: str | None = None) -> list[Result]:
+    """Parse a batch of pages (paths relative to ``raw_dir``): one record or reject dict per page."""
+    shared = _POOLS.get(pool) if pool else None
+    return shared.run(paths, raw_dir) if shared else process_batch(paths, raw_dir)
+
+
+@task(name="publish", cache_policy=NO_CACHE, persist_result=False)
+def publish_results(results: list[Result], out_dir: str, inputs: int, run_id: str | None = None) -> Manifest:
+    """Write the results as a new version of ``out_dir`` and make it ``latest``."""
+    from pipeline.publish import publish
+
+    return publish(results, Path(out_dir), inputs=inputs, run_id=run_id)
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The run summary as Markdown (the flow's report artifact)."""
+    counts = summary["counts"]
+    lines = [
+        f"# procpipe run {summary['run_id']}",
+        "",
+        f"Published to `{summary['path']}`.",
+        "",
+        "| inputs | records | rejects | duplicates |",
+        "|---:|---:|---:|---:|",
+        f"| {counts['inputs']} | {counts['records']} | {counts['rejects']} | {counts['duplicates']} |",
+        "",
+        "## Rejects by reason",
+        "",
+    ]
+    if summary["rejects_by_reason"]:
+        lines += ["| reason | pages |", "|---|---:|"]
+        lines += [f"| {reason} | {n} |" for reason, n in summary["rejects_by_reason"].items()]
+    else:
+        lines.append("None.")
+    lines += ["", "## Section coverage (share of records having the section)", ""]
+    lines += ["| section | share |", "|---|---:|"]
+    lines += [f"| {key} | {share:.0%} |" for key, share in summary["coverage"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run summary as rows ``{group, name, value}``: counts, rejects by reason, section coverage."""
+    rows = [{"group": "counts", "name": k, "value": v} for k, v in summary["counts"].items()]
+    rows += [{"group": "rejects", "name": r, "value": n} for r, n in summary["rejects_by_reason"].items()]
+    rows += [{"group": "coverage", "name": k, "value": round(s, 4)} for k, s in summary["coverage"].items()]
+    return rows
+
+
+@flow(name="process", log_prints=False)
+def process(
+    raw_dir: str = "raw", out_dir: str = "processed", batch_size: int = 200, workers: int = 2
+) -> Manifest:
+    """Every page under ``raw_dir`` into a new published version of ``out_dir``; returns its manifest."""
+    from pipeline.load import run_summary
+
+    log = get_run_logger()
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        raise UsageError(f"raw folder not found: {raw_dir}")
+    if batch_size < 1 or workers < 1:
+        raise UsageError("batch_size and workers must be at least 1")
+    paths = [p.relative_to(raw).as_posix() for p in discover(raw)]
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    procs = min(workers, len(batches))
+    log.info(
+        "discover: %d pages under %s -> %d batches of up to %d, on %d worker process%s",
+        len(paths), raw_dir, len(batches), batch_size, procs, "" if procs == 1 else "es",
+    )  # fmt: skip
+
+    with _shared_pool(workers, len(batches)) as pool:
+        futures = parse_batch.map(batches, unmapped(raw_dir), unmapped(pool))
+        results = [r for f in futures for r in f.result()]
+    parsed = sum("record" in r for r in results)
+    log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
+
+    # quote: Prefect would otherwise walk every nested record looking for futures
+    manifest: Manifest = publish_results(quote(results), out_dir, len(paths))
+    c = manifest.counts
+    log.info(
+        "publish: %d records, %d rejects, %d duplicates -> %s",
+        c.records, c.rejects, c.duplicates, Path(out_dir) / "versions" / manifest.run_id,
+    )  # fmt: skip
+
+    summary = run_summary(out_dir, manifest.run_id)
+    create_table_artifact(table=summary_table(summary), key=SUMMARY_KEY, description="procpipe run summary")
+    create_markdown_artifact(summary_markdown(summary), key=REPORT_KEY, description="procpipe run report")
+    log.info("summary: artifacts %s and %s", SUMMARY_KEY, REPORT_KEY)
+    return manifest

@@ -1,0 +1,175 @@
+"""Analyst helpers: the published tables as pandas DataFrames with the right dtypes.
+
+Every loader reads one table of a published version (``latest`` by default, or a run id from
+``processed/versions/``) with Arrow-backed dtypes (``dtype_backend="pyarrow"``: nullable, nested lists
+and structs kept as they are), ``code_system`` as a pandas categorical and timestamps in UTC.
+Nothing published yet raises ``FileNotFoundError`` with a one-line message saying what to run.
+
+``run_summary`` gives what a person wants after a run (counts, rejects by reason, section coverage)
+from the published files alone, so the flow's artifact and the command line say the same thing.
+pandas and pyarrow are imported inside the functions: ``import pipeline`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from schemas import Manifest
+
+#: Table name -> file in a version folder.
+TABLES: dict[str, str] = {
+    "procedures": "procedures.parquet",
+    "sections": "sections.parquet",
+    "items": "items.parquet",
+    "similar_codes": "similar_codes.parquet",
+    "rejects": "rejects.parquet",
+}
+
+_CATEGORICAL = ("code_system", "similar_code_system", "stage")
+
+
+def version_dir(out_dir: str | Path = "processed", version: str = "latest") -> Path:
+    """The folder of a published version: ``<out_dir>/latest`` or ``<out_dir>/versions/<version>``."""
+    base = Path(out_dir)
+    if version == "latest":
+        path = base / "latest"
+        if path.is_file():  # a pointer file holding the run id, should publish ever use one
+            path = base / "versions" / path.read_text(encoding="utf-8").strip()
+        if not (path / "manifest.json").is_file():
+            raise FileNotFoundError(
+                f"nothing published in {base} yet (run `procpipe run` or `procpipe process --out-dir {base}`)"
+            )
+        return path
+    path = base / "versions" / version
+    if not (path / "manifest.json").is_file():
+        known = ", ".join(versions(base)[-3:]) or "none"
+        raise FileNotFoundError(f"no version {version!r} in {base / 'versions'} (latest known: {known})")
+    return path
+
+
+def versions(out_dir: str | Path = "processed") -> list[str]:
+    """Run ids of the complete versions in ``out_dir``, oldest first (they sort by time)."""
+    root = Path(out_dir) / "versions"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+
+
+def load_manifest(out_dir: str | Path = "processed", version: str = "latest") -> Manifest:
+    """The manifest of a version: run id, creation time, counts and the file list."""
+    from schemas import Manifest
+
+    path = version_dir(out_dir, version) / "manifest.json"
+    return Manifest.model_validate_json(path.read_bytes())
+
+
+def _load(table: str, out_dir: str | Path, version: str) -> pd.DataFrame:
+    import pandas as pd
+
+    path = version_dir(out_dir, version) / TABLES[table]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the version is incomplete or older than this table")
+    df = pd.read_parquet(path, dtype_backend="pyarrow")
+    for col in df.columns:
+        if col in _CATEGORICAL:
+            df[col] = df[col].astype("category")
+        elif _is_naive_timestamp(df[col]):
+            df[col] = df[col].dt.tz_localize("UTC")
+    return df
+
+
+def _is_naive_timestamp(series: pd.Series) -> bool:
+    import pandas as pd
+    import pyarrow as pa
+
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_timestamp(dtype.pyarrow_dtype) and dtype.pyarrow_dtype.tz is None
+    return pd.api.types.is_datetime64_dtype(dtype)  # numpy datetime64 without a zone
+
+
+def load_procedures(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """One row per record (``procedures.parquet``): nested ``sections``, ``similar_codes``, ``source``."""
+    return _load("procedures", out_dir, version)
+
+
+def load_sections(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """One row per section of every record, keyed by ``record_id``, in page order."""
+    return _load("sections", out_dir, version)
+
+
+def load_items(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """One row per list item, with its record, section key and position."""
+    return _load("items", out_dir, version)
+
+
+def load_similar(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """One row per similar code listed on a page."""
+    return _load("similar_codes", out_dir, version)
+
+
+def load_rejects(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """One row per input that did not become a record: source, stage, reason, detail."""
+    return _load("rejects", out_dir, version)
+
+
+_REASON_CUT = re.compile(r"\s*\(|:\s")
+_FILE_NAME = re.compile(r"\s*\S+\.[A-Za-z][\w.]*")
+
+
+def reason_group(reason: str) -> str:
+    """The general part of a reject reason, for counting: "not a procedure page (Causes)" ->
+    "not a procedure page", "broken sidecar 1.meta.json: invalid JSON" -> "broken sidecar"."""
+    head = _REASON_CUT.split(reason, maxsplit=1)[0]
+    return _FILE_NAME.sub("", head).strip() or reason.strip()
+
+
+def read_rejects(path: Path) -> list[dict[str, Any]]:
+    """The rejects of a version folder as dicts (from ``rejects.jsonl``; no pandas needed)."""
+    file = path / "rejects.jsonl"
+    if not file.is_file():
+        return []
+    with file.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def section_coverage(path: Path) -> dict[str, float]:
+    """Share of the version's records that have each canonical section key, in vocabulary order."""
+    import pyarrow.parquet as pq
+
+    from pipeline.normalize.vocabulary import load_vocabulary
+
+    keys = list(dict.fromkeys(load_vocabulary().procedure.values()))
+    records = pq.read_metadata(path / "procedures.parquet").num_rows
+    if not records:
+        return dict.fromkeys(keys, 0.0)
+    table = pq.read_table(path / "sections.parquet", columns=["record_id", "key"])
+    having: Counter[str] = Counter(k for _, k in set(zip(*table.columns, strict=True)))
+    out = {key: having.get(key, 0) / records for key in keys}
+    if having.get("other"):
+        out["other"] = having["other"] / records
+    return out
+
+
+def run_summary(out_dir: str | Path = "processed", version: str = "latest") -> dict[str, Any]:
+    """What a run produced, read back from its files: ``run_id``, ``path``, ``counts``,
+    ``rejects_by_reason`` (most frequent first), ``rejects`` (the reject dicts) and ``coverage``."""
+    path = version_dir(out_dir, version)
+    manifest = load_manifest(out_dir, version)
+    rejects = read_rejects(path)
+    by_reason = Counter(reason_group(str(r.get("reason", ""))) for r in rejects)
+    return {
+        "run_id": manifest.run_id,
+        "path": Path(out_dir) / "versions" / manifest.run_id,
+        "counts": manifest.counts.model_dump(),
+        "rejects_by_reason": dict(by_reason.most_common()),
+        "rejects": rejects,
+        "coverage": section_coverage(path),
+    }
