@@ -1,0 +1,181 @@
+"""The batch worker (raw pages -> record or reject dicts) and the Prefect-free local run.
+
+``process_batch`` is what a worker process runs: it imports only light modules (no Prefect, no
+pandas, no pyarrow) so that workers start fast, and it never raises for one bad page: every input
+path yields exactly one compact, JSON-able result, ``{"record": {...}}`` or ``{"reject": {...}}``.
+
+``run_local`` is the whole job without Prefect (tests, benchmarks): discover, batch, parse over a
+process pool, publish.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+from pipeline.api import parse_page
+from pipeline.errors import RejectedPage
+from pipeline.sources.files import discover, read_page, relative_path
+from schemas.models import Reject, Stage
+
+if TYPE_CHECKING:
+    from schemas.models import Manifest
+
+_STAGES: tuple[str, ...] = get_args(Stage)
+_MAX_REASON = 300
+
+
+def _one_line(text: str, limit: int = _MAX_REASON) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def reject_result(
+    source: str,
+    stage: str,
+    reason: str,
+    *,
+    detail: str | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    """A ``{"reject": ...}`` result, validated against ``schemas.Reject``."""
+    reject = Reject(
+        source=source,
+        stage=stage if stage in _STAGES else "parse",  # type: ignore[arg-type]
+        reason=_one_line(reason) or "rejected",
+        detail=detail,
+        url=url,
+        sha256=sha256,
+    )
+    return {"reject": reject.model_dump(mode="json")}
+
+
+def _internal(exc: BaseException) -> tuple[str, str]:
+    """Reason and detail for an unexpected exception: its type and message, and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"internal error: {type(exc).__name__}: {_one_line(str(exc), 200)}", where
+
+
+def process_page(path: str, raw_dir: Path) -> dict[str, Any]:
+    """One input path (relative to ``raw_dir`` or absolute) -> one record or reject result."""
+    given = Path(path)
+    full = given if given.is_absolute() else raw_dir / given
+    source = relative_path(full, raw_dir) or str(path)
+    try:
+        page = read_page(full, raw_dir)
+    except RejectedPage as exc:
+        return reject_result(source, exc.stage, exc.reason, detail=exc.detail)
+    except Exception as exc:  # noqa: BLE001 - one bad page must not lose the batch
+        reason, where = _internal(exc)
+        return reject_result(source, "read", reason, detail=where)
+    url = page.meta.get("url")
+    sha = page.meta.get("sha256")
+    try:
+        record = parse_page(page.content, url=url, path=page.path, meta=page.meta)
+    except RejectedPage as exc:
+        return reject_result(page.path, exc.stage, exc.reason, detail=exc.detail, url=url, sha256=sha)
+    except Exception as exc:  # noqa: BLE001
+        reason, where = _internal(exc)
+        return reject_result(page.path, "parse", reason, detail=where, url=url, sha256=sha)
+    data = record.model_dump(mode="json")
+    if not data["source"].get("path"):
+        data["source"]["path"] = page.path  # dedupe's tie-break needs the path
+    return {"record": data}
+
+
+def process_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+    """Parse a batch of pages; one result per path, in order, and never an exception for a bad page."""
+    root = Path(raw_dir)
+    out: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            out.append(process_page(path, root))
+        except Exception as exc:  # noqa: BLE001 - e.g. a reject that fails its own validation
+            reason, where = _internal(exc)
+            out.append(reject_result(str(path), "parse", reason, detail=where))
+    return out
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # forkserver: workers do not inherit the parent's threads or locks (safe under Prefect and pytest)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _lost_batch(batch: list[str], exc: BaseException) -> list[dict[str, Any]]:
+    reason = f"internal error: worker process failed: {type(exc).__name__}: {_one_line(str(exc), 150)}"
+    return [reject_result(p, "parse", reason) for p in batch]
+
+
+def iter_results(batches: list[list[str]], raw_dir: Path, *, workers: int = 2) -> Iterator[dict[str, Any]]:
+    """Results of ``process_batch`` over ``batches``, in batch order.
+
+    At most ``2 * workers`` batches are in flight, so results do not pile up in memory. A batch whose
+    worker dies (e.g. a crash inside a C extension) is retried alone in a fresh process; if it kills
+    that one too, its pages become rejects and the run goes on.
+    """
+    raw = str(raw_dir)
+    if workers <= 1 or len(batches) <= 1:
+        for batch in batches:
+            yield from process_batch(batch, raw)
+        return
+    pending: deque[list[str]] = deque(batches)
+    in_flight: deque[tuple[list[str], Future[list[dict[str, Any]]]]] = deque()
+    executor = _pool(workers)
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < 2 * workers:
+                batch = pending.popleft()
+                in_flight.append((batch, executor.submit(process_batch, batch, raw)))
+            batch, future = in_flight.popleft()
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                executor.shutdown(wait=True, cancel_futures=True)
+                suspects = [batch] + [b for b, _ in in_flight]
+                in_flight.clear()
+                yield from _solo(suspects[0], raw)
+                pending.extendleft(reversed(suspects[1:]))
+                executor = _pool(workers)
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. results that cannot be pickled
+                results = _lost_batch(batch, exc)
+            yield from results
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _solo(batch: list[str], raw: str) -> list[dict[str, Any]]:
+    """Run one batch in a fresh single-worker pool; its pages become rejects if that worker dies too."""
+    with _pool(1) as solo:
+        try:
+            return solo.submit(process_batch, batch, raw).result()
+        except Exception as exc:  # noqa: BLE001
+            return _lost_batch(batch, exc)
+
+
+def run_local(
+    raw_dir: Path,
+    out_dir: Path,
+    *,
+    workers: int = 2,
+    batch_size: int = 200,
+    run_id: str | None = None,
+) -> Manifest:
+    """The whole job without Prefect: every input under ``raw_dir`` into a new version in ``out_dir``."""
+    from pipeline.publish import publish  # pyarrow: only the parent process needs it
+
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    paths = [p.relative_to(raw_dir).as_posix() for p in discover(raw_dir)]
+    size = max(1, batch_size)
+    batches = [paths[i : i + size] for i in range(0, len(paths), size)]
+    return publish(iter_results(batches, raw_dir, workers=workers), out_dir, inputs=len(paths), run_id=run_id)

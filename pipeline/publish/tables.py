@@ -1,0 +1,221 @@
+"""Records -> Arrow: explicit schemas for every published table, and the rows that fill them.
+
+``procedures`` has one row per record with nested list/struct columns; its Arrow schema is derived
+from ``schemas.ProcedureRecord`` (field names, types, nullability), so a field added to the model
+appears in the table without code here, and an empty table still has every column. Arrow types
+cannot recurse, so list items keep their nesting ``ITEM_LEVELS`` levels deep in ``procedures``;
+deeper items are flattened into the last level in page order (no text is lost; ``items`` and
+``procedures.jsonl`` keep the full depth).
+
+The child tables follow dlt's style: nested lists become flat tables keyed to their parent row by
+``record_id`` (and ``section_position``). Positions are 0-based, in page order.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, Literal, Union, get_args, get_origin
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from schemas.models import ProcedureRecord, Reject
+
+#: How many levels of list-item nesting ``procedures.parquet`` keeps (real pages use two or three).
+ITEM_LEVELS = 5
+
+_SCALARS: dict[type, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"cannot map union {annotation!r} to Arrow")
+        return args[0], True
+    return annotation, False
+
+
+def arrow_type(annotation: Any, _stack: tuple[type, ...] = ()) -> pa.DataType:
+    """The Arrow type of a pydantic field annotation (scalars, Literal, list[...], nested models)."""
+    annotation, _ = _unwrap_optional(annotation)
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return pa.string()
+    if origin is list:
+        (inner,) = get_args(annotation)
+        return pa.list_(arrow_type(inner, _stack))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct(model_fields(annotation, _stack + (annotation,)))
+    raise TypeError(f"cannot map {annotation!r} to Arrow")
+
+
+def _recurses(annotation: Any, model: type) -> bool:
+    annotation, _ = _unwrap_optional(annotation)
+    if annotation is model:
+        return True
+    return any(_recurses(a, model) for a in get_args(annotation))
+
+
+def model_fields(model: type[BaseModel], _stack: tuple[type, ...] = ()) -> list[pa.Field]:
+    """Arrow fields of a model; a self-referencing field is cut after ``ITEM_LEVELS`` levels."""
+    out = []
+    for name, info in model.model_fields.items():
+        if _stack.count(model) >= ITEM_LEVELS and _recurses(info.annotation, model):
+            continue
+        _, optional = _unwrap_optional(info.annotation)
+        out.append(pa.field(name, arrow_type(info.annotation, _stack), nullable=optional))
+    return out
+
+
+def model_schema(model: type[BaseModel]) -> pa.Schema:
+    return pa.schema(model_fields(model, (model,)))
+
+
+PROCEDURES_SCHEMA = model_schema(ProcedureRecord)
+REJECTS_SCHEMA = model_schema(Reject)
+
+_KEY = [
+    pa.field("record_id", pa.string(), nullable=False),
+    pa.field("code_system", pa.string(), nullable=False),
+    pa.field("code", pa.string(), nullable=False),
+]
+SECTIONS_SCHEMA = pa.schema(
+    _KEY
+    + [
+        pa.field("position", pa.int32(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("heading", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("n_items", pa.int32(), nullable=False),
+        pa.field("n_subsections", pa.int32(), nullable=False),
+    ]
+)
+ITEMS_SCHEMA = pa.schema(
+    _KEY
+    + [
+        pa.field("section_position", pa.int32(), nullable=False),
+        pa.field("section_key", pa.string(), nullable=False),
+        pa.field("subsection", pa.string()),
+        pa.field("position", pa.int32(), nullable=False),
+        pa.field("depth", pa.int32(), nullable=False),
+        pa.field("parent_position", pa.int32()),
+        pa.field("label", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+SIMILAR_CODES_SCHEMA = pa.schema(
+    _KEY
+    + [
+        pa.field("similar_code_system", pa.string()),
+        pa.field("similar_code", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("url", pa.string()),
+    ]
+)
+DUPLICATES_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("kept", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _fit_items(items: list[dict[str, Any]], level: int = 1) -> list[dict[str, Any]]:
+    """Cut item nesting at ``ITEM_LEVELS``: deeper items join the last level, in page order."""
+    out = []
+    for item in items:
+        if level >= ITEM_LEVELS:
+            out.append({"text": item["text"], "label": item.get("label")})
+            out.extend(_fit_items(item.get("items") or [], level))
+        else:
+            out.append({**item, "items": _fit_items(item.get("items") or [], level + 1)})
+    return out
+
+
+def procedure_row(record: ProcedureRecord) -> dict[str, Any]:
+    """One row of ``procedures`` (python values, datetimes kept) from a validated record."""
+    row = record.model_dump()
+    for section in row["sections"]:
+        section["items"] = _fit_items(section["items"])
+        for sub in section["subsections"]:
+            sub["items"] = _fit_items(sub["items"])
+    return row
+
+
+def _walk_items(
+    items: list[Any], depth: int, parent: int | None, counter: list[int]
+) -> Iterator[tuple[int, int, int | None, Any]]:
+    for item in items:
+        pos = counter[0]
+        counter[0] += 1
+        yield pos, depth, parent, item
+        yield from _walk_items(item.items, depth + 1, pos, counter)
+
+
+def child_rows(
+    record: ProcedureRecord,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of ``sections``, ``items`` and ``similar_codes`` for one record."""
+    key = {"record_id": record.record_id, "code_system": record.code_system, "code": record.code}
+    sections: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
+    for s_pos, section in enumerate(record.sections):
+        counter = [0]
+        groups = [(None, section.items)] + [(sub.heading, sub.items) for sub in section.subsections]
+        for heading, group in groups:
+            for pos, depth, parent, item in _walk_items(group, 0, None, counter):
+                items.append(
+                    {
+                        **key,
+                        "section_position": s_pos,
+                        "section_key": section.key,
+                        "subsection": heading,
+                        "position": pos,
+                        "depth": depth,
+                        "parent_position": parent,
+                        "label": item.label,
+                        "text": item.text,
+                    }
+                )
+        sections.append(
+            {
+                **key,
+                "position": s_pos,
+                "key": section.key,
+                "heading": section.heading,
+                "text": section.text,
+                "n_items": counter[0],
+                "n_subsections": len(section.subsections),
+            }
+        )
+    similar = [
+        {
+            **key,
+            "similar_code_system": s.code_system,
+            "similar_code": s.code,
+            "title": s.title,
+            "url": s.url,
+        }
+        for s in record.similar_codes
+    ]
+    return sections, items, similar
+
+
+def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=schema)
