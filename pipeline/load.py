@@ -30,6 +30,7 @@ TABLES: dict[str, str] = {
     "items": "items.parquet",
     "similar_codes": "similar_codes.parquet",
     "rejects": "rejects.parquet",
+    "duplicates": "duplicates.parquet",
 }
 
 _CATEGORICAL = ("code_system", "similar_code_system", "stage")
@@ -39,9 +40,9 @@ def version_dir(out_dir: str | Path = "processed", version: str = "latest") -> P
     """The folder of a published version: ``<out_dir>/latest`` or ``<out_dir>/versions/<version>``."""
     base = Path(out_dir)
     if version == "latest":
-        path = base / "latest"
-        if path.is_file():  # a pointer file holding the run id, should publish ever use one
-            path = base / "versions" / path.read_text(encoding="utf-8").strip()
+        path = base / "latest"  # a symlink; LATEST (the run id as text) where symlinks are not possible
+        if not path.is_dir() and (base / "LATEST").is_file():
+            path = base / "versions" / (base / "LATEST").read_text(encoding="utf-8").strip()
         if not (path / "manifest.json").is_file():
             raise FileNotFoundError(
                 f"nothing published in {base} yet (run `procpipe run` or `procpipe process --out-dir {base}`)"
@@ -118,6 +119,11 @@ def load_similar(out_dir: str | Path = "processed", version: str = "latest") -> 
 def load_rejects(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
     """One row per input that did not become a record: source, stage, reason, detail."""
     return _load("rejects", out_dir, version)
+
+
+def load_duplicates(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """One row per page folded into another page's record: ``record_id``, ``source``, ``kept``."""
+    return _load("duplicates", out_dir, version)
 
 
 _REASON_CUT = re.compile(r"\s*\(|:\s")
