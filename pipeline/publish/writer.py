@@ -245,27 +245,39 @@ def _write_pair(
 
 
 def switch_latest(out_dir: Path, run_id: str) -> None:
-    """Point ``latest`` (symlink) and ``LATEST`` (text) at ``versions/<run_id>``, each in one os.replace."""
+    """Point ``latest`` (symlink) and ``LATEST`` (text) at ``versions/<run_id>``, each in one os.replace.
+
+    The symlink moves first; it is what ``latest_version`` and readers of ``out_dir/latest`` follow.
+    Where symlinks cannot be made, ``LATEST`` alone tells.
+    """
     out_dir = Path(out_dir)
     link = out_dir / LATEST_LINK
     if link.exists() and not link.is_symlink():
         raise FileExistsError(f"{link} is not a symlink; move it away so that it can point at a version")
     tmp_link = out_dir / f".{LATEST_LINK}.{run_id}.tmp"
-    try:
-        if tmp_link.is_symlink() or tmp_link.exists():
-            tmp_link.unlink()
-        os.symlink(Path(VERSIONS) / run_id, tmp_link, target_is_directory=True)
-    except (OSError, NotImplementedError):
-        tmp_link = None  # type: ignore[assignment]  # no symlinks here: LATEST alone tells
-    if tmp_link is not None:
-        os.replace(tmp_link, link)
     tmp_file = out_dir / f".{LATEST_FILE}.{run_id}.tmp"
-    with tmp_file.open("w", encoding="utf-8") as fh:
-        fh.write(run_id + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp_file, out_dir / LATEST_FILE)
-    _fsync_path(out_dir)
+    try:
+        _remove(tmp_link)
+        try:
+            os.symlink(Path(VERSIONS) / run_id, tmp_link, target_is_directory=True)
+        except (OSError, NotImplementedError):
+            pass
+        else:
+            os.replace(tmp_link, link)
+        with tmp_file.open("w", encoding="utf-8") as fh:
+            fh.write(run_id + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_file, out_dir / LATEST_FILE)
+        _fsync_path(out_dir)
+    finally:
+        _remove(tmp_link)
+        _remove(tmp_file)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.exists():
+        path.unlink()
 
 
 def latest_version(out_dir: Path) -> Path | None:
