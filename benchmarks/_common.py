@@ -1,0 +1,162 @@
+"""Shared pieces of the benchmark scripts: cached corpora, the environment runs get, and the peak
+memory of a whole process tree (parent, forkserver, workers, Prefect's server) read from /proc."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_CACHE = Path("/tmp/procpipe_bench")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE) -> Path:
+    """The generated corpus of ``n`` pages for ``seed``, generated once and reused (``cache/corpus-...``)."""
+    sys.path.insert(0, str(HERE))
+    from gen_corpus import generate
+
+    target = cache / f"corpus-n{n}-s{seed}"
+    done = cache / f"corpus-n{n}-s{seed}.done"
+    if done.exists() and target.is_dir():
+        return target
+    tmp = cache / f".tmp-corpus-n{n}-s{seed}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    print(f"generating {n} pages (seed {seed}) into {target} ...", file=sys.stderr, flush=True)
+    generate(tmp, n, seed)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    done.write_text(f"{time.perf_counter() - t0:.1f}s\n")
+    return target
+
+
+def page_files(raw: Path) -> list[Path]:
+    """The input pages of a corpus folder (sidecars excluded), sorted like the pipeline sorts them."""
+    return sorted(p for p in raw.iterdir() if p.is_file() and not p.name.endswith(".meta.json"))
+
+
+def warm_cache(raw: Path) -> int:
+    """Read every file once so the timed runs all start with the corpus in the page cache."""
+    total = 0
+    for p in raw.iterdir():
+        total += len(p.read_bytes())
+    return total
+
+
+def run_env(prefect_home: Path) -> dict[str, str]:
+    """The environment of every timed run: the project's Makefile defaults, with an isolated PREFECT_HOME."""
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(prefect_home))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    return env
+
+
+def procpipe_exe(given: str | None) -> str:
+    if given:
+        return given
+    local = Path(sys.executable).parent / "procpipe"
+    return str(local) if local.exists() else (shutil.which("procpipe") or "procpipe")
+
+
+def _rss_of_tree(root: int) -> tuple[int, int]:
+    """(sum of RSS in bytes, number of processes) of ``root`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split(None, 2)[1])
+        children.setdefault(ppid, []).append(int(name))
+    total, count, todo = 0, 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * PAGE_SIZE
+            count += 1
+        except OSError:
+            pass
+        todo += children.get(pid, [])
+    return total, count
+
+
+class TreeMemory:
+    """Samples the summed RSS of a process tree every ``interval`` seconds; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.peak_procs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, procs = _rss_of_tree(self.pid)
+            if rss > self.peak:
+                self.peak, self.peak_procs = rss, procs
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Timed:
+    seconds: float
+    returncode: int
+    peak_rss: int
+    peak_procs: int
+    output: str
+
+
+def timed_run(cmd: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> Timed:
+    """Run ``cmd``; wall time, exit code, peak RSS of its process tree, and the tail of its output."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    with TreeMemory(proc.pid) as mem:
+        out, _ = proc.communicate()
+    dt = time.perf_counter() - t0
+    return Timed(dt, proc.returncode, mem.peak, mem.peak_procs, out[-4000:])
+
+
+def machine() -> str:
+    """One line: CPU model, core count, Python, and the load when the benchmark started."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{model or platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average at start {load}"
+    )
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"

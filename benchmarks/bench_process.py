@@ -1,0 +1,191 @@
+"""End-to-end throughput and peak memory of ``procpipe process`` against the BeautifulSoup floor.
+
+    .venv/bin/python benchmarks/bench_process.py                    # 10,000 and 50,000 pages
+    .venv/bin/python benchmarks/bench_process.py --sizes 10000      # one size
+
+For each size N the synthetic corpus (``gen_corpus.py``, cached under ``/tmp/procpipe_bench``) is
+timed three ways in the same run, with the corpus warm in the page cache:
+
+- floor: a bare single-process loop of ``BeautifulSoup(page_bytes, "lxml")`` over the same files;
+- empty: ``procpipe process`` on an empty folder (the fixed start-up cost: imports, Prefect, pool);
+- full: ``procpipe process`` over the corpus, end to end (discover, parse, normalize, validate, write).
+
+It prints pages/s and ``ratio = floor_time / (full_time - empty_time)`` (goal >= 1.6 on two cores),
+the peak RSS of the whole ``procpipe`` process tree (parent, forkserver, workers, Prefect's server;
+sampled from /proc every 50 ms) and the peak ratio between the largest and the smallest size
+(goal <= 1.25). Figures only: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    DEFAULT_CACHE,
+    corpus,
+    machine,
+    mib,
+    page_files,
+    procpipe_exe,
+    run_env,
+    timed_run,
+    warm_cache,
+)
+
+
+def floor_loop(files: list[Path]) -> float:
+    """Seconds for one process to read and soup every file with lxml (the speed of BeautifulSoup itself)."""
+    import warnings
+
+    from bs4 import BeautifulSoup
+
+    warnings.filterwarnings("ignore")  # MarkupResemblesLocatorWarning and friends on odd inputs
+    for p in files[:50]:  # warm-up: imports, lxml's parser objects
+        BeautifulSoup(p.read_bytes(), "lxml")
+    gc.collect()
+    t0 = time.perf_counter()
+    for p in files:
+        BeautifulSoup(p.read_bytes(), "lxml")
+    return time.perf_counter() - t0
+
+
+def _counts(out: Path) -> str:
+    try:
+        m = json.loads((out / "latest" / "manifest.json").read_text())
+        c = m["counts"]
+        return ", ".join(f"{k} {c[k]}" for k in ("inputs", "records", "rejects", "duplicates"))
+    except (OSError, ValueError, KeyError) as exc:
+        return f"(no manifest: {exc})"
+
+
+def bench_size(
+    n: int, args: argparse.Namespace, exe: str, env: dict[str, str]
+) -> dict[str, float | int | str]:
+    raw = corpus(n, args.seed, args.cache)
+    files = page_files(raw)
+    size = warm_cache(raw)
+    work = args.cache / "runs"
+    empty_raw, out_empty, out_full = work / "empty-raw", work / f"out-empty-{n}", work / f"out-full-{n}"
+    for d in (out_empty, out_full):
+        shutil.rmtree(d, ignore_errors=True)
+    empty_raw.mkdir(parents=True, exist_ok=True)
+    extra = (
+        ["--workers", str(args.workers), "--batch-size", str(args.batch_size)] if args.pass_options else []
+    )
+
+    print(f"\n== {n} pages ({len(files)} files, {size / 2**20:.0f} MiB with sidecars) ==", flush=True)
+    floor = floor_loop(files)
+    print(
+        f"floor   BeautifulSoup(page, 'lxml'), 1 process: {floor:8.2f} s  {len(files) / floor:8.0f} pages/s",
+        flush=True,
+    )
+
+    cmd = [exe, "process", *extra]
+    timed_run([*cmd, "--raw-dir", str(empty_raw), "--out-dir", str(out_empty)], env)  # warm-up (db, imports)
+    empties = [
+        timed_run([*cmd, "--raw-dir", str(empty_raw), "--out-dir", str(out_empty)], env)
+        for _ in range(args.empty_runs)
+    ]
+    empty = min(empties, key=lambda t: t.seconds)
+    if empty.returncode != 0:
+        print(f"empty run failed (exit {empty.returncode}):\n{empty.output}", file=sys.stderr)
+    print(
+        f"empty   procpipe process on an empty folder:   {empty.seconds:8.2f} s  "
+        f"(peak {mib(empty.peak_rss)}, {empty.peak_procs} processes)",
+        flush=True,
+    )
+
+    full = timed_run([*cmd, "--raw-dir", str(raw), "--out-dir", str(out_full)], env)
+    if full.returncode != 0:
+        print(f"full run failed (exit {full.returncode}):\n{full.output}", file=sys.stderr)
+    steady = full.seconds - empty.seconds
+    ratio = floor / steady if steady > 0 else float("nan")
+    print(
+        f"full    procpipe process:                      {full.seconds:8.2f} s  "
+        f"{len(files) / full.seconds:8.0f} pages/s end to end, "
+        f"{len(files) / steady:.0f} pages/s steady state",
+        flush=True,
+    )
+    print(f"        {_counts(out_full)}")
+    print(f"ratio   floor / (full - empty) = {floor:.2f} / {steady:.2f} = {ratio:.2f}   (goal >= 1.6)")
+    print(
+        f"memory  peak RSS of the procpipe process tree: {mib(full.peak_rss)} "
+        f"({full.peak_procs} processes at the peak)",
+        flush=True,
+    )
+    if not args.keep:
+        shutil.rmtree(out_full, ignore_errors=True)
+    return {
+        "n": n,
+        "files": len(files),
+        "floor_s": round(floor, 3),
+        "empty_s": round(empty.seconds, 3),
+        "full_s": round(full.seconds, 3),
+        "ratio": round(ratio, 3),
+        "peak_rss": full.peak_rss,
+        "peak_procs": full.peak_procs,
+        "exit": full.returncode,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--sizes", default="10000,50000", help="comma-separated page counts (default 10000,50000)"
+    )
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="corpora and run outputs (default %(default)s)"
+    )
+    ap.add_argument("--procpipe", help="the procpipe executable (default: the one beside this Python)")
+    ap.add_argument(
+        "--empty-runs", type=int, default=2, help="timed empty runs; the fastest counts (default 2)"
+    )
+    ap.add_argument(
+        "--pass-options",
+        action="store_true",
+        help="pass --workers/--batch-size to procpipe process (default: its own defaults)",
+    )
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=200)
+    ap.add_argument("--keep", action="store_true", help="keep the full runs' output folders")
+    ap.add_argument("--json", type=Path, help="also append the figures as one JSON line to this file")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    exe = procpipe_exe(args.procpipe)
+    env = run_env(args.cache / "prefect-home")
+    print(f"machine: {machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}   procpipe: {exe}")
+    rows = [bench_size(n, args, exe, env) for n in sizes]
+
+    print("\n   pages   floor s  empty s   full s  floor p/s  full p/s  ratio   peak RSS")
+    for r in rows:
+        steady = float(r["full_s"]) - float(r["empty_s"])
+        print(
+            f"{r['n']:8d} {r['floor_s']:9.2f} {r['empty_s']:8.2f} {r['full_s']:8.2f} "
+            f"{int(r['files']) / float(r['floor_s']):10.0f} {int(r['files']) / steady:9.0f} "
+            f"{r['ratio']:6.2f} {mib(int(r['peak_rss'])):>10}"
+        )
+    if len(rows) > 1:
+        small, big = min(rows, key=lambda r: int(r["n"])), max(rows, key=lambda r: int(r["n"]))
+        growth = int(big["peak_rss"]) / max(1, int(small["peak_rss"]))
+        print(f"peak memory {big['n']} / {small['n']} pages: {growth:.2f}x   (goal <= 1.25)")
+    if args.json:
+        with args.json.open("a") as fh:
+            fh.write(
+                json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), "rows": rows})
+                + "\n"
+            )
+    return 0 if all(r["exit"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
