@@ -8,7 +8,8 @@ breadcrumb ("Codes / HCPCS / A4253", kept in ``meta["breadcrumb"]``), ``code_lin
 code-system line ("CPT4 code"); everything else becomes blocks in page order.
 
 Headings: a line equal to a known vocabulary heading (with or without a colon, "#"s or indentation)
-is ``Heading(level=2, kind="line")``; a Markdown "#" line is ``Heading(level=#count, kind="h")``;
+is ``Heading(level=2, kind="line")``, its text as written (a trailing colon kept: normalize reads
+"Anesthesia:" under a section as a sub-heading); a Markdown "#" line is ``Heading(level=#count, kind="h")``;
 a whole-bold line is ``Heading(level=7, kind="bold")``; a short "Label:" line is
 ``Heading(level=8, kind="label")``. Lead-in sentences ("The procedure is indicated for:") and
 colon-less lines that merely look like sub-headings stay paragraphs: sections are never invented.
@@ -96,9 +97,20 @@ def _indent(line: str) -> int:
     return len(lead.expandtabs(4))
 
 
+def _written(text: str) -> str:
+    """Heading text as written: surrounding Markdown emphasis/hash marks removed, a trailing colon kept
+    ("**Anesthesia:**" -> "Anesthesia:"). Normalize reads the colon as the sub-heading form."""
+    t = clean(text)
+    colon = t.endswith(":")
+    t = t.rstrip(":").strip().strip("*_#").strip()
+    colon = colon or t.endswith(":")
+    t = t.rstrip(":").strip()
+    return t + ":" if colon and t else t
+
+
 def _bare(text: str) -> str:
-    """Heading text: surrounding Markdown emphasis/hash marks and a trailing colon removed."""
-    return clean(text.strip().strip("*_#").strip().rstrip(":").strip().strip("*_").strip())
+    """Heading text for matching: as written, without the trailing colon."""
+    return _written(text).rstrip(":")
 
 
 def _is_known(text: str) -> bool:
@@ -157,7 +169,7 @@ def _tail_heading(text: str, *, glued: bool) -> tuple[str, Heading | None]:
         name = _bare(m.group(2))
         if head and name and _has_content(head):
             if _is_known(name):
-                return head, Heading(name, 2, "line")
+                return head, Heading(_written(m.group(2)), 2, "line")
             return head, Heading(name, 8, "label")
     if glued:
         m = _TAIL_GLUED.search(tail)
@@ -166,7 +178,7 @@ def _tail_heading(text: str, *, glued: bool) -> tuple[str, Heading | None]:
             name = clean(m.group(1))
             if head and _has_content(head):
                 if _is_known(name):
-                    return head, Heading(name, 2, "line")
+                    return head, Heading(name + m.group(2), 2, "line")
                 if m.group(2) and _is_label_line(name + ":"):
                     return head, Heading(name, 8, "label")
     return text, None
@@ -188,9 +200,11 @@ class _Parser:
 
     # -- entry -----------------------------------------------------------------------------------
     def parse(self, text: str) -> Document:
-        text = text.lstrip("\ufeff")
+        lines = text.lstrip("\ufeff").splitlines()
+        start = self._front_matter(lines) if self.md else 0
         fence: str | None = None
-        for no, raw in enumerate(text.splitlines()):
+        for no in range(start, len(lines)):
+            raw = lines[no]
             stripped = raw.strip()
             if self.md:
                 fm = _FENCE.match(stripped)
@@ -208,6 +222,21 @@ class _Parser:
                 continue
             self._line(no, raw, stripped)
         return self.doc
+
+    def _front_matter(self, lines: list[str]) -> int:
+        """A leading "---" block of "key: value" lines goes to ``meta``; returns the first body line."""
+        if not lines or lines[0].strip() != "---":
+            return 0
+        for end in range(1, min(len(lines), 200)):
+            if lines[end].strip() in ("---", "..."):
+                break
+        else:
+            return 0
+        for line in lines[1:end]:
+            key, sep, value = line.partition(":")
+            if sep and key.strip() and not line[:1].isspace():
+                self.doc.meta[key.strip()] = clean(value).strip("\"'")
+        return end + 1
 
     # -- one line --------------------------------------------------------------------------------
     def _line(self, no: int, raw: str, s: str) -> None:
@@ -269,7 +298,7 @@ class _Parser:
         self.title_done = True
         if _BULLET.match(s) or _is_known(_bare(text)):
             return False  # the page starts with its body: no title line
-        title = _bare(text) if (s.startswith("#") or _WHOLE_BOLD.fullmatch(s)) else text
+        title = _written(text) if (s.startswith("#") or _WHOLE_BOLD.fullmatch(s)) else text
         if not _has_content(title):
             return False
         self.doc.title = title
@@ -280,13 +309,14 @@ class _Parser:
         atx = _ATX.match(s)
         if atx:
             inner = s[atx.end() :]
-            name = _bare(self._inline(inner)[0])
+            written = _written(self._inline(inner)[0])
+            name = written.rstrip(":")
             if not name:
                 return
             if self.md:
-                self._heading(Heading(name, len(atx.group(1)), "h"))
+                self._heading(Heading(written, len(atx.group(1)), "h"))
             elif _is_known(name):
-                self._heading(Heading(name, 2, "line"))
+                self._heading(Heading(written, 2, "line"))
             elif len(name.split()) <= _MAX_LABEL_WORDS:
                 self._heading(Heading(name, 8, "label"))
             else:
@@ -294,19 +324,20 @@ class _Parser:
             return
         bold = _WHOLE_BOLD.fullmatch(s)
         if bold:
-            name = _bare(self._inline(bold.group(1) or bold.group(2))[0])
+            written = _written(self._inline(bold.group(1) or bold.group(2))[0] + bold.group(3))
+            name = written.rstrip(":")
             if name:
                 if not self.md and _is_known(name):
-                    self._heading(Heading(name, 2, "line"))
+                    self._heading(Heading(written, 2, "line"))
                 else:
-                    self._heading(Heading(name, 7, "bold"))
+                    self._heading(Heading(written, 7, "bold"))
                 return
         text, href = self._inline(s)
         text = clean(text)
         text, tail = _tail_heading(text, glued=False)
         name = _bare(text)
         if _is_known(name):
-            self._heading(Heading(name, 2, "line"))
+            self._heading(Heading(_written(text), 2, "line"))
         elif _is_label_line(text):
             self._heading(Heading(name, 8, "label"))
         else:
@@ -362,7 +393,7 @@ class _Parser:
             idx = self.last_para[1]
             para = self.blocks[idx]
             if isinstance(para, Paragraph):
-                self.blocks[idx] = Heading(_bare(para.text), 1 if s[0] == "=" else 2, "h")
+                self.blocks[idx] = Heading(_written(para.text), 1 if s[0] == "=" else 2, "h")
                 self.seen_heading = True
             self.last_para = None
             return True
