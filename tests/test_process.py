@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,24 @@ def test_run_local_publishes_records_from_real_pages(tmp_path: Path, parser_read
     assert (manifest.counts.records, manifest.counts.rejects) == (3, 1)
     ids = [json.loads(x)["record_id"] for x in (out / "latest" / "procedures.jsonl").read_text().splitlines()]
     assert ids == ["cpt:63185", "cpt:63190", "cpt:63191"]
+
+
+def crashing_batch(paths: list[str], raw_dir: str) -> list[dict[str, object]]:
+    """A worker that dies outright (as a segfault in a C extension would) on a page named crash*."""
+    if any(Path(p).name.startswith("crash") for p in paths):
+        os._exit(70)
+    return process_batch(paths, raw_dir)
+
+
+def test_a_dying_worker_costs_only_its_own_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = tmp_path / "raw"
+    names = [f"p{i}.pdf" for i in range(6)] + ["crash.pdf"]
+    for name in names:
+        write(raw / name, b"%PDF")
+    monkeypatch.setattr(process, "process_batch", crashing_batch)
+    batches = [[n] for n in sorted(names)]
+    results = list(process.iter_results(batches, raw, workers=2))
+    assert [r["reject"]["source"] for r in results] == sorted(names)  # one result per input, in order
+    by_source = {r["reject"]["source"]: r["reject"]["reason"] for r in results}
+    assert by_source["crash.pdf"].startswith("internal error: worker process failed: BrokenProcessPool")
+    assert all(by_source[n] == "unsupported file type .pdf" for n in names if n != "crash.pdf")

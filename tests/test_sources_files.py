@@ -152,3 +152,13 @@ def test_missing_file_and_path_outside_raw_are_read_rejects(tmp_path: Path) -> N
     other = write(tmp_path / "elsewhere.txt", "x")
     with pytest.raises(RejectedPage, match="not under the raw folder"):
         read_page(other, raw)
+
+
+def test_special_files_are_never_opened(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    os.mkfifo(raw / "pipe.txt")  # reading it would block forever
+    os.symlink(raw / "pipe.txt", raw / "link.txt")
+    assert rel(discover(raw), raw) == ["link.txt"]  # a link is listed, so that it is accounted for
+    with pytest.raises(RejectedPage, match="not a regular file"):
+        read_page(raw / "link.txt", raw)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -159,7 +160,10 @@ def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None) -> Raw
         expected = "expected one of " + " ".join(PAGE_SUFFIXES)
         raise RejectedPage(f"unsupported {what}", stage="read", detail=expected)
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise RejectedPage("not a regular file", stage="read")
+        size = st.st_size
         if size > limit:
             raise RejectedPage(f"page too large ({size} bytes > {limit})", stage="read")
         with path.open("rb") as fh:
@@ -169,13 +173,13 @@ def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None) -> Raw
     if len(content) > limit:
         raise RejectedPage(f"page too large (over {limit} bytes)", stage="read")
     meta = read_sidecar(path)
-    expected = meta.get("sha256")
-    if expected:
+    declared = meta.get("sha256")
+    if declared:
         actual = hashlib.sha256(content).hexdigest()
-        if actual != expected:
+        if actual != declared:
             raise RejectedPage(
                 "content does not match the sidecar's sha256 (corrupt raw store?)",
                 stage="read",
-                detail=f"sidecar {expected}, file {actual}",
+                detail=f"sidecar {declared}, file {actual}",
             )
     return RawPage(path=rel, content=content, meta=meta)
