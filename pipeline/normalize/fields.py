@@ -1,0 +1,401 @@
+"""Typed fields read from section text: durations, hospital stay, recovery, fasting, anesthesia, setting.
+
+Each field is null (or empty) when the page does not say. Ranges keep both ends ("2 to 4 hours" ->
+120/240); "less than 5 minutes" has no minimum, "at least 8 hours" no maximum; "about 45 minutes" is
+45/45. Number words count ("one to two days"); months become weeks. Vague amounts ("a few days") are
+read only where a rough figure is still useful (procedure duration, recovery), never for fasting or
+hospital stays. ``min <= max`` always holds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas import Item, Section
+
+_UNITS = {
+    "second": "s", "seconds": "s", "sec": "s", "secs": "s",
+    "minute": "min", "minutes": "min", "min": "min", "mins": "min",
+    "hour": "h", "hours": "h", "hr": "h", "hrs": "h",
+    "day": "d", "days": "d", "night": "d", "nights": "d",
+    "week": "w", "weeks": "w", "wk": "w", "wks": "w",
+    "month": "mo", "months": "mo",
+    "year": "y", "years": "y",
+}  # fmt: skip
+_UNIT_RE = "|".join(sorted(_UNITS, key=len, reverse=True))
+_SMALL = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+         "ninety": 90}  # fmt: skip
+_VAGUE = {"a few": (2.0, 5.0), "few": (2.0, 5.0), "several": (3.0, 7.0), "a couple of": (2.0, 3.0),
+          "a couple": (2.0, 3.0)}  # fmt: skip
+
+_Q_MAX = r"less than|fewer than|under|up to|no more than|not more than|at most|within|a maximum of|maximum of|max"
+_Q_MIN = r"at least|more than|over|a minimum of|minimum of|longer than|upwards of"
+_Q_EXACT = r"about|approximately|approx\.?|around|roughly|nearly|almost|typically|usually|generally|~"
+_NUM = r"\d+(?:\.\d+)?"
+_RANGE = re.compile(
+    rf"(?:(?P<q>{_Q_MAX}|{_Q_MIN}|{_Q_EXACT})\s+)?(?:between\s+)?(?P<a>{_NUM})\s*(?P<ua>{_UNIT_RE})?\s*"
+    rf"(?:-|to|and|or)\s*(?P<b>{_NUM})\s*(?P<ub>{_UNIT_RE})\b",
+    re.I,
+)
+_SINGLE = re.compile(
+    rf"(?:(?P<q>{_Q_MAX}|{_Q_MIN}|{_Q_EXACT})\s+)?(?P<a>{_NUM})[\s-]*(?P<ua>{_UNIT_RE})\b", re.I
+)
+_VAGUE_RE = re.compile(
+    rf"(?:(?P<q>{_Q_MAX}|{_Q_MIN}|{_Q_EXACT})\s+)?(?P<v>a few|a couple of|a couple|several|few)\s+(?P<ua>{_UNIT_RE})\b",
+    re.I,
+)
+_SENTENCE = re.compile(r"(?<=[.;!?])\s+|\n+")
+
+
+@dataclass
+class Span:
+    """A time amount in one unit: ``lo``/``hi`` may be None for open ends."""
+
+    lo: float | None
+    hi: float | None
+    unit: str
+
+
+def _words_to_digits(text: str) -> str:
+    t = text.lower().replace("\u2013", "-").replace("\u2014", "-").replace("\u00a0", " ")
+    t = re.sub(r"\bhalf an? hour\b|\bhalf-hour\b|\bhalf hour\b", "30 minutes", t)
+    t = re.sub(r"\ban hour and a half\b", "1.5 hours", t)
+    t = re.sub(r"\bovernight\b", "1 night", t)
+    tens = "|".join(_TENS)
+    small = "|".join(_SMALL)
+
+    def tens_sub(m: re.Match[str]) -> str:
+        return str(_TENS[m.group(1)] + (_SMALL[m.group(2)] if m.group(2) else 0))
+
+    t = re.sub(rf"\b({tens})(?:[- ]({small}))?\b", tens_sub, t)
+    t = re.sub(rf"\b({small})\b", lambda m: str(_SMALL[m.group(1)]), t)
+    t = re.sub(r"\b(\d+) and a half\b", lambda m: f"{m.group(1)}.5", t)
+    t = re.sub(rf"\ban? ({_UNIT_RE})\b", r"1 \1", t)
+    # "1 hour and 30 minutes" is one amount, not a range
+    t = re.sub(
+        r"\b(\d+(?:\.\d+)?)\s*(?:hours?|hrs?),?\s*(?:and\s+)?(\d+)\s*(?:minutes?|mins?)\b",
+        lambda m: f"{round(float(m.group(1)) * 60 + int(m.group(2)))} minutes",
+        t,
+    )
+    return t
+
+
+def find_spans(text: str, *, vague: bool = False) -> list[Span]:
+    """Every time amount in ``text``, in order of appearance."""
+    t = _words_to_digits(text)
+    found: list[tuple[int, Span]] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(m: re.Match[str]) -> bool:
+        return all(m.end() <= a or m.start() >= b for a, b in taken)
+
+    for m in _RANGE.finditer(t):
+        a, b = float(m.group("a")), float(m.group("b"))
+        ub = _UNITS[m.group("ub").lower()]
+        ua = _UNITS[m.group("ua").lower()] if m.group("ua") else ub
+        lo, hi = _to(a, ua, ub), b
+        q = (m.group("q") or "").lower()
+        if re.fullmatch(_Q_MAX, q):
+            lo = None
+        elif re.fullmatch(_Q_MIN, q):
+            hi = None
+        found.append((m.start(), Span(lo, hi, ub)))
+        taken.append((m.start(), m.end()))
+    for m in _SINGLE.finditer(t):
+        if not free(m):
+            continue
+        v, u = float(m.group("a")), _UNITS[m.group("ua").lower()]
+        found.append((m.start(), _qualified(v, v, u, m.group("q"))))
+        taken.append((m.start(), m.end()))
+    if vague:
+        for m in _VAGUE_RE.finditer(t):
+            if not free(m):
+                continue
+            lo, hi = _VAGUE[m.group("v").lower()]
+            found.append((m.start(), _qualified(lo, hi, _UNITS[m.group("ua").lower()], m.group("q"))))
+    return [s for _, s in sorted(found, key=lambda x: x[0])]
+
+
+def _qualified(lo: float, hi: float, unit: str, q: str | None) -> Span:
+    q = (q or "").lower()
+    if q and re.fullmatch(_Q_MAX, q):
+        return Span(None, hi, unit)
+    if q and re.fullmatch(_Q_MIN, q):
+        return Span(lo, None, unit)
+    return Span(lo, hi, unit)
+
+
+_FACTORS = {  # unit -> size in minutes
+    "s": 1 / 60, "min": 1.0, "h": 60.0, "d": 1440.0, "w": 10080.0, "mo": 10080.0 * 52 / 12, "y": 10080.0 * 52,
+}  # fmt: skip
+
+
+def _to(value: float, unit: str, target: str) -> float:
+    return value * _FACTORS[unit] / _FACTORS[target]
+
+
+def _convert(span: Span, target: str) -> tuple[int | None, int | None]:
+    """The span in ``target`` units: lower end rounded down, upper end rounded up (so they stay ordered)."""
+    def conv(v: float | None, up: bool) -> int | None:
+        if v is None:
+            return None
+        x = round(_to(v, span.unit, target), 6)
+        return int(math.ceil(x) if up else math.floor(x))
+
+    lo, hi = conv(span.lo, False), conv(span.hi, True)
+    if lo is not None and hi is not None and lo > hi:
+        lo, hi = hi, lo
+    return lo, hi
+
+
+def sentences(texts: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for t in texts:
+        out.extend(s.strip() for s in _SENTENCE.split(t) if s.strip())
+    return out
+
+
+def section_texts(section: Section) -> list[str]:
+    """The section's paragraphs, items ("Label: text") and subsections, as separate texts."""
+    out: list[str] = []
+    if section.text:
+        out.extend(section.text.split("\n\n"))
+    out.extend(_item_texts(section.items))
+    for sub in section.subsections:
+        out.append(sub.heading)
+        if sub.text:
+            out.extend(sub.text.split("\n\n"))
+        out.extend(_item_texts(sub.items))
+    return out
+
+
+def _item_texts(items: list[Item]) -> list[str]:
+    out: list[str] = []
+    for it in items:
+        out.append(f"{it.label}: {it.text}" if it.label else it.text)
+        out.extend(_item_texts(it.items))
+    return out
+
+
+def _texts(sections: list[Section], keys: Iterable[str], labels: str | None = None) -> list[str]:
+    """Texts of the sections with these keys, plus items/subsections anywhere labelled ``labels``."""
+    keys = tuple(keys)
+    out: list[str] = []
+    for s in sections:
+        if s.key in keys:
+            out.extend(section_texts(s))
+    if labels:
+        lab = re.compile(labels, re.I)
+        for s in sections:
+            if s.key in keys:
+                continue
+            for it in _walk(s.items):
+                if it.label and lab.search(it.label):
+                    out.append(f"{it.label}: {it.text}")
+            for sub in s.subsections:
+                if lab.search(sub.heading):
+                    out.extend([sub.text or "", *_item_texts(sub.items)])
+    return [t for t in out if t]
+
+
+def _walk(items: list[Item]) -> Iterable[Item]:
+    for it in items:
+        yield it
+        yield from _walk(it.items)
+
+
+@dataclass
+class TypedFields:
+    duration_minutes_min: int | None = None
+    duration_minutes_max: int | None = None
+    hospital_stay_days_min: int | None = None
+    hospital_stay_days_max: int | None = None
+    recovery_weeks_min: int | None = None
+    recovery_weeks_max: int | None = None
+    fasting_hours_min: int | None = None
+    fasting_hours_max: int | None = None
+    anesthesia_types: list[str] = field(default_factory=list)
+    care_settings: list[str] = field(default_factory=list)
+
+
+def duration_minutes(sections: list[Section]) -> tuple[int | None, int | None]:
+    """How long the procedure takes, from the Duration section (or a "Duration:" label elsewhere)."""
+    for sent in sentences(_texts(sections, ["duration"], r"duration|time required|how long")):
+        for span in find_spans(sent, vague=True):
+            if span.unit in ("s", "min", "h", "d"):
+                return _convert(span, "min")
+    return None, None
+
+
+_STAY = re.compile(
+    r"hospital stay|stay(?:s|ing)? (?:\w+ )?(?:in|at) (?:the )?hospital|hospitali[sz]|admitted|admission|"
+    r"inpatient stay|discharged|length of stay|overnight|stay (?:of|for) (?:\d|one|two|three|a)",
+    re.I,
+)
+_SAME_DAY = re.compile(
+    r"same[- ]day|(?:go|return|sent|discharged)(?: \w+){0,3} home (?:\w+ )?(?:the )?same day|"
+    r"no hospital stay|does not require (?:a )?hospital stay|not require hospitali[sz]ation|"
+    r"\boutpatient (?:procedure|basis|setting|surgery)",
+    re.I,
+)
+
+
+def hospital_stay_days(sections: list[Section], care: list[str]) -> tuple[int | None, int | None]:
+    """Days in hospital: an explicit stay, else 0/0 for same-day or purely outpatient settings."""
+    keys = ["recovery", "setting", "duration", "procedure_description", "patient_experience", "summary"]
+    sents = sentences(_texts(sections, keys, r"hospital stay|length of stay|recovery"))
+    for sent in sents:
+        if not _STAY.search(sent):
+            continue
+        for span in find_spans(sent):
+            if span.unit in ("h",):
+                hi = span.hi if span.hi is not None else span.lo
+                if hi is not None and hi < 24:
+                    return 0, 0
+            if span.unit in ("h", "d", "w"):
+                return _convert(span, "d")
+    if any(_SAME_DAY.search(s) and not re.search(r"\binpatient\b", s, re.I) for s in sents):
+        return 0, 0
+    if care and not {"hospital", "inpatient"} & set(care):
+        return 0, 0
+    return None, None
+
+
+_RECOVER = re.compile(r"recover|heal|return(?:ing)? to|resum|back to (?:normal|work|usual)|downtime", re.I)
+_NOT_RECOVERY = re.compile(r"follow[- ]up|appointment|check[- ]?up|stitches|sutures|visit", re.I)
+_IMMEDIATE = re.compile(
+    r"immediately|right away|same day|no (?:recovery|downtime)|minimal (?:recovery|downtime)", re.I
+)
+
+
+def recovery_weeks(sections: list[Section]) -> tuple[int | None, int | None]:
+    """Weeks until recovered, from the Recovery section (then Patient Experience)."""
+    for keys in (["recovery"], ["patient_experience"]):
+        for sent in sentences(_texts(sections, keys)):
+            if not _RECOVER.search(sent) or _NOT_RECOVERY.search(sent):
+                continue
+            for span in find_spans(sent, vague=True):
+                if span.unit in ("d", "w", "mo", "y"):
+                    return _convert(span, "w")
+            if _IMMEDIATE.search(sent) and not find_spans(sent):
+                return 0, 0
+    return None, None
+
+
+_FAST = re.compile(
+    r"\bfast(?:ing|ed)?\b|\bnpo\b|nil by mouth|nothing (?:to eat|by mouth)|"
+    r"(?:not|avoid|refrain from|no) (?:eating|eat)\b|empty stomach",
+    re.I,
+)
+_NO_FAST = re.compile(
+    r"\bno (?:\w+ ){0,2}fasting|fasting (?:is )?(?:\w+ )?not (?:required|necessary|needed)|"
+    r"(?:don't|do not|does not|doesn't|not) (?:need|have|required?) to fast|without fasting|"
+    r"no (?:\w+ ){0,3}(?:like|such as) fasting",
+    re.I,
+)
+
+
+def fasting_hours(sections: list[Section]) -> tuple[int | None, int | None]:
+    """Hours of fasting before the procedure, from Preparation (0/0 when it says none is needed)."""
+    for sent in sentences(_texts(sections, ["preparation"], r"pre-?procedure|instructions|preparation")):
+        if not _FAST.search(sent):
+            continue
+        for span in find_spans(sent):
+            if span.unit in ("min", "h"):  # "a diet and fasting regimen 1-3 days before" is no fast length
+                return _convert(span, "h")
+        if _NO_FAST.search(sent):
+            return 0, 0
+    return None, None
+
+
+_TYPE_WORDS = r"general|local|regional|spinal|epidural|topical"
+_TYPED = re.compile(
+    rf"\b(?:{_TYPE_WORDS})\b(?:\s*(?:,|/|or|and|and/or)\s*(?:{_TYPE_WORDS})\b)*\s+"
+    r"(?:an(?:a)?esthe\w*|block|numbing|sedation)",
+    re.I,
+)
+_SEDATION = re.compile(
+    r"\bsedat\w*|\bsedative|twilight|monitored an(?:a)?esthesia care|conscious sedation", re.I
+)
+_NERVE_BLOCK = re.compile(r"nerve block|regional block", re.I)
+_NUMB = re.compile(r"numbing (?:medication|agent|cream|gel|drops|spray)", re.I)
+_NO_ANESTHESIA = re.compile(
+    r"\bno\s+(?:\w+\s+){0,2}(?:an(?:a)?esthe|sedat)|"
+    r"(?:an(?:a)?esthe\w*|sedation)[^.;]{0,40}?\b(?:not (?:required|necessary|needed|applicable|used|typically)"
+    r"|none|n/a|unnecessary)|"
+    r"(?:does not|doesn't|do not|don't|without|not)\s+(?:\w+\s+){0,3}(?:an(?:a)?esthe|sedat)",
+    re.I,
+)
+
+
+def anesthesia_types(sections: list[Section]) -> list[str]:
+    """general / local / regional / spinal / epidural / sedation, or ["none"] when the page says so."""
+    keys = ["anesthesia", "procedure_description", "equipment", "patient_experience"]
+    found: list[str] = []
+    negated = False
+
+    def add(t: str) -> None:
+        if t not in found:
+            found.append(t)
+
+    for sent in sentences(_texts(sections, keys, r"an(?:a)?esthe|sedation")):
+        if _NO_ANESTHESIA.search(sent):
+            negated = True
+            continue
+        for m in _TYPED.finditer(sent):
+            for w in re.findall(rf"\b(?:{_TYPE_WORDS})\b", m.group(0), re.I):
+                add("local" if w.lower() == "topical" else w.lower())
+            if m.group(0).lower().endswith("sedation"):
+                add("sedation")
+        if _NERVE_BLOCK.search(sent):
+            add("regional")
+        if _NUMB.search(sent):
+            add("local")
+        if _SEDATION.search(sent):
+            add("sedation")
+    return found or (["none"] if negated else [])
+
+
+_SETTINGS = (
+    ("hospital", re.compile(r"\bhospitals?\b", re.I)),
+    ("inpatient", re.compile(r"\binpatient\b", re.I)),
+    ("outpatient", re.compile(r"\boutpatient\b|same[- ]day|day[- ](?:surgery|case)", re.I)),
+    (
+        "ambulatory_surgical_center",
+        re.compile(r"(?i:ambulatory (?:surgical|surgery) (?:center|centre)|surg(?:ical|ery) (?:center|centre))|\bASCs?\b"),
+    ),
+    (
+        "clinic",
+        re.compile(r"\bclinics?\b|\boffices?\b|physician'?s? practice|doctor'?s practice|primary care", re.I),
+    ),
+    (
+        "home",
+        re.compile(r"\bat home\b|\bhome[- ]based\b|\bhome (?:setting|use|environment|care)\b|"
+                   r"\bin (?:the|their|your|a) (?:own )?home\b|\bself-administered\b", re.I),
+    ),
+)
+
+
+def care_settings(sections: list[Section]) -> list[str]:
+    """Where it is done (hospital, inpatient, outpatient, ambulatory_surgical_center, clinic, home)."""
+    text = " ".join(_texts(sections, ["setting"], r"^(?:setting|location|care setting|where)"))
+    return [name for name, rx in _SETTINGS if rx.search(text)]
+
+
+def extract_fields(sections: list[Section]) -> TypedFields:
+    """All typed fields of a record, from its sections."""
+    care = care_settings(sections)
+    f = TypedFields(care_settings=care, anesthesia_types=anesthesia_types(sections))
+    f.duration_minutes_min, f.duration_minutes_max = duration_minutes(sections)
+    f.hospital_stay_days_min, f.hospital_stay_days_max = hospital_stay_days(sections, care)
+    f.recovery_weeks_min, f.recovery_weeks_max = recovery_weeks(sections)
+    f.fasting_hours_min, f.fasting_hours_max = fasting_hours(sections)
+    return f

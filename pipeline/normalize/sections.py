@@ -1,0 +1,268 @@
+"""Document blocks -> preamble + top-level sections with subsections, in page order.
+
+Rules (nothing on the page is dropped; every word lands in the preamble or a section):
+
+- A heading in the vocabulary opens a top-level section with its canonical key. A *template* heading
+  (``[template]`` in vocabulary.toml: the page template's own headings) always does; any other alias
+  ("Anesthesia:", "Tools and Equipment:") does only when it is a heading in its own right, not a
+  sub-heading of the current section (a deeper heading level, or a "Label:" line under a heading
+  written without a colon). As a sub-heading it becomes a subsection.
+- A heading outside the vocabulary becomes a subsection when it sits under a section at a deeper
+  level or in a sub-heading form (bold, "Label:"); otherwise it opens a section with key ``other``.
+- Paragraphs become ``text`` (joined by a blank line), lists become ``items`` (``Item.label`` kept).
+  A bare "Label:" bullet is no item: it becomes a subsection holding its children or, in a flattened
+  list, the sibling bullets after it up to the next bare label.
+- Blocks before the first heading become the preamble (title, code line, chrome and breadcrumb
+  excepted: they are recorded elsewhere or are site furniture).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from pipeline.normalize.vocabulary import DEFAULT_PATH, Vocabulary, heading_norm, load_vocabulary
+from pipeline.parse.document import (
+    BREADCRUMB,
+    CHROME_LINES,
+    CODE_LINE,
+    Block,
+    Document,
+    Heading,
+    ListBlock,
+    Paragraph,
+    clean,
+)
+from pipeline.parse.document import Item as DocItem
+from schemas import Item, Section, Subsection
+
+#: Heading forms that are sub-headings by nature (a whole-bold paragraph, a short "Label:" line).
+SUB_KINDS = frozenset({"bold", "label"})
+_BARE_MAX_WORDS = 6
+
+
+@lru_cache(maxsize=4)
+def _template_headings(path: str) -> frozenset[str]:
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return frozenset(heading_norm(h) for h in data.get("template", {}).get("headings", []))
+
+
+def template_headings() -> frozenset[str]:
+    """Normalized headings of the page template (they open a section wherever they appear)."""
+    return _template_headings(str(os.environ.get("PROCPIPE_VOCABULARY") or DEFAULT_PATH))
+
+
+def heading_text(text: str) -> str:
+    """A heading as written, without its trailing colon."""
+    return clean(text).rstrip(":").rstrip()
+
+
+def _label_form(h: Heading) -> bool:
+    return h.kind == "label" or clean(h.text).endswith(":")
+
+
+def is_bare_label(item: DocItem) -> bool:
+    """A "Label:" bullet with nothing after the colon: a sub-heading, not an item (judge's rule too)."""
+    text = clean(item.text)
+    if item.label and not text:
+        return True
+    return item.label is None and text.endswith(":") and len(text.split()) <= _BARE_MAX_WORDS
+
+
+def _bare_heading(item: DocItem) -> str:
+    return clean(item.label) if item.label else clean(item.text).rstrip(":").rstrip()
+
+
+@dataclass
+class _Part:
+    """A section or subsection being filled."""
+
+    heading: str
+    paragraphs: list[str] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+
+
+@dataclass
+class _Sub(_Part):
+    pass
+
+
+@dataclass
+class SectionDraft(_Part):
+    """A top-level section under construction; ``blocks`` keeps the raw blocks (links for Similar Codes)."""
+
+    key: str = "other"
+    level: int = 2
+    label_form: bool = False
+    subsections: list[_Sub] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+
+    def to_section(self) -> Section:
+        return Section(
+            key=self.key,
+            heading=self.heading,
+            text="\n\n".join(self.paragraphs) or None,
+            items=self.items,
+            subsections=[
+                Subsection(heading=s.heading, text="\n\n".join(s.paragraphs) or None, items=s.items)
+                for s in self.subsections
+            ],
+        )
+
+
+@dataclass
+class Outline:
+    preamble: list[str]
+    drafts: list[SectionDraft]
+
+    @property
+    def sections(self) -> list[Section]:
+        return [d.to_section() for d in self.drafts]
+
+
+def _convert(items: list[DocItem], promoted: list[_Sub]) -> tuple[list[Item], _Sub | None]:
+    """Document items -> record items. Bare labels become subsections (appended to ``promoted``);
+    returns the items and the flattened subsection still open at the end of the list, if any."""
+    out: list[Item] = []
+    open_sub: _Sub | None = None
+    for it in items:
+        if is_bare_label(it):
+            sub = _Sub(heading=_bare_heading(it))
+            promoted.append(sub)
+            if it.children:
+                sub.items, _ = _convert(it.children, promoted)
+                open_sub = None
+            else:
+                open_sub = sub
+            continue
+        children, _ = _convert(it.children, promoted)
+        text, label = clean(it.text), clean(it.label) if it.label else None
+        if not text and not label and not children:
+            continue
+        item = Item(text=text, label=label or None, items=children)
+        (open_sub.items if open_sub is not None else out).append(item)
+    return out, open_sub
+
+
+def _flat_lines(items: list[DocItem]) -> list[str]:
+    lines: list[str] = []
+    for it in items:
+        text = clean(it.text)
+        if it.label:
+            lines.append(f"{clean(it.label)}: {text}".rstrip())
+        elif text:
+            lines.append(text)
+        lines.extend(_flat_lines(it.children))
+    return lines
+
+
+class _Builder:
+    def __init__(self, doc: Document, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self.template = template_headings()
+        self.skip = {clean(t).lower() for t in (doc.title, doc.code_line) if t}
+        self.preamble: list[str] = []
+        self.drafts: list[SectionDraft] = []
+        self.sub: _Sub | None = None
+
+    @property
+    def cur(self) -> SectionDraft | None:
+        return self.drafts[-1] if self.drafts else None
+
+    def _target(self) -> _Part:
+        assert self.cur is not None
+        return self.sub if self.sub is not None else self.cur
+
+    def _is_furniture(self, text: str) -> bool:
+        t = clean(text)
+        low = t.lower()
+        return (
+            not t
+            or low in self.skip
+            or low in CHROME_LINES
+            or bool(CODE_LINE.match(t))
+            or bool(BREADCRUMB.match(t))
+        )
+
+    def heading(self, h: Heading) -> None:
+        text = heading_text(h.text)
+        if not text:
+            return
+        cur = self.cur
+        if cur is None and self._is_furniture(h.text):
+            return
+        key = self.vocab.key(text)
+        if key is not None and self._opens_section(h, cur):
+            self._open(key, text, h)
+        elif cur is not None and (h.level > cur.level or h.kind in SUB_KINDS or key is not None
+                                  or (_label_form(h) and not cur.label_form)):
+            self.sub = _Sub(heading=text)
+            cur.subsections.append(self.sub)
+            cur.blocks.append(h)
+        else:
+            self._open("other", text, h)
+
+    def _opens_section(self, h: Heading, cur: SectionDraft | None) -> bool:
+        if cur is None or heading_norm(h.text) in self.template:
+            return True
+        if h.level > cur.level:
+            return False
+        return not (_label_form(h) and not cur.label_form)
+
+    def _open(self, key: str, text: str, h: Heading) -> None:
+        self.drafts.append(SectionDraft(heading=text, key=key, level=h.level, label_form=_label_form(h)))
+        self.sub = None
+
+    def paragraph(self, p: Paragraph) -> None:
+        text = clean(p.text)
+        if self.cur is None:
+            if not self._is_furniture(text):
+                self.preamble.append(text)
+            return
+        if text:
+            self._target().paragraphs.append(text)
+        self.cur.blocks.append(p)
+
+    def list_block(self, lst: ListBlock) -> None:
+        cur = self.cur
+        if cur is None:
+            self.preamble.extend(line for line in _flat_lines(lst.items) if not self._is_furniture(line))
+            return
+        promoted: list[_Sub] = []
+        items, open_sub = _convert(lst.items, promoted)
+        self._target().items.extend(items)
+        cur.subsections.extend(promoted)
+        if open_sub is not None:
+            self.sub = open_sub
+        cur.blocks.append(lst)
+
+
+def build_outline(doc: Document, vocab: Vocabulary | None = None) -> Outline:
+    """Walk ``doc.blocks`` into a preamble and section drafts (see the module docstring for the rules)."""
+    b = _Builder(doc, vocab or load_vocabulary())
+    for block in doc.blocks:
+        if isinstance(block, Heading):
+            b.heading(block)
+        elif isinstance(block, Paragraph):
+            b.paragraph(block)
+        elif isinstance(block, ListBlock):
+            b.list_block(block)
+    return Outline(b.preamble, b.drafts)
+
+
+def build_sections(doc: Document, vocab: Vocabulary | None = None) -> tuple[list[str], list[Section]]:
+    """(preamble, sections) of a Document."""
+    outline = build_outline(doc, vocab)
+    return outline.preamble, outline.sections
+
+
+def count_items(items: list[Item]) -> int:
+    """Items including nested children: the judge's count."""
+    return sum(1 + count_items(i.items) for i in items)
+
+
+def section_item_count(section: Section) -> int:
+    return count_items(section.items) + sum(count_items(s.items) for s in section.subsections)
