@@ -1,0 +1,673 @@
+"""HTML front end: a procedure page's markup -> Document (see ``pipeline.parse.document``).
+
+The page is parsed with BeautifulSoup on lxml. When the page has a ``<main>``/``<article>``
+content region, an ``ElementFilter`` keeps only that region (and ``<title>``) so BeautifulSoup
+never builds the site chrome around it. One iterative pass over the tree (an explicit stack,
+so 50,000 nested divs cannot overflow anything) feeds start/data/end events to ``_Builder``,
+which turns them into blocks the way a reader sees the page:
+
+- headings: ``h1``-``h6`` (level n), ``dt`` and ``summary`` (level 2), a paragraph whose whole
+  text is bold (level 7, or 8 when it ends with ":"), a short plain line equal to a known
+  heading (level 2, kind "line") or a short "Label:" line (level 8);
+- lists: ``ul``/``ol`` with nested child items, and paragraphs or ``<br>`` lines written with
+  "•"/"-" bullets or "1." numbers (consecutive numbered paragraphs make ONE ordered list);
+- chrome (nav, header and footer outside the content, script, style, forms, asides, cookie
+  banners, ...) never becomes a block; a breadcrumb goes to ``meta["breadcrumb"]``.
+
+The builder only sees events, so the same code also runs straight off lxml's parser
+(``engine="lxml"``: no tree at all, several times faster); both engines give identical
+Documents for pages with a content region and are tested to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.element import PreformattedString
+from bs4.filter import ElementFilter
+from lxml import etree
+
+from pipeline.errors import RejectedPage
+from pipeline.normalize.vocabulary import is_known_heading
+from pipeline.parse.document import (
+    BREADCRUMB,
+    CHROME_LINES,
+    CODE_LINE,
+    Block,
+    Document,
+    Heading,
+    Item,
+    ListBlock,
+    Paragraph,
+    clean,
+    split_label,
+)
+
+#: Elements whose whole subtree is site furniture or invisible (never content).
+DROP_TAGS = frozenset(
+    {
+        "nav", "footer", "script", "style", "noscript", "template", "form", "button", "iframe",
+        "svg", "math", "aside", "select", "textarea", "object", "embed", "canvas", "dialog",
+    }
+)
+#: Phrasing elements: their text runs on within the current line (no word break added).
+INLINE_TAGS = frozenset(
+    {
+        "a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em",
+        "font", "i", "img", "ins", "kbd", "label", "mark", "nobr", "q", "rp", "rt", "ruby", "s",
+        "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var", "wbr",
+        "picture", "source", "input", "meter", "output", "progress", "meta", "link",
+    }
+)
+BOLD_TAGS = frozenset({"b", "strong"})
+HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6, "dt": 2, "summary": 2}
+HEADING_KIND = {"dt": "dt", "summary": "summary"}
+CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
+#: id/class words of cookie and consent banners. Such an element is parsed on probation and
+#: dropped at its end unless it turned out to hold real content (a heading or many words), so a
+#: wrapper like ``<div class="page gdpr-ready">`` around the whole page is not thrown away.
+CHROME_CLASS = re.compile(r"cookie|consent|gdpr|banner", re.I)
+CRUMB_CLASS = re.compile(r"crumb", re.I)
+BOLD_STYLE = re.compile(r"font-weight\s*:\s*(?:bold|[6-9]00)", re.I)
+#: A bullet or number starting a line of text: "• a", "- a", "1. a", "2) a".
+MARKER = re.compile(r"^(?:([•·▪◦‣∙*\-–])|(\d{1,3})[.)])\s+(?=\S)")
+GLYPH = re.compile(r"^[•·▪◦‣∙]\s*")
+#: Whole-bold lines longer than this are emphasis, not headings.
+MAX_BOLD_HEADING_WORDS = 12
+MAX_LINE_HEADING_WORDS = 8
+MAX_LABEL_WORDS = 6
+#: A probationary (cookie-looking) region with more words than this is kept as content.
+PROBATION_WORDS = 60
+#: A breadcrumb-looking element with more words than this is content, not a breadcrumb.
+CRUMB_WORDS = 15
+HAS_REGION = re.compile(r"<(?:main|article)[\s>/]|role\s*=\s*[\"']?main", re.I)
+
+ENGINES = ("bs4", "lxml")
+
+# end-of-element actions kept on the builder's stack
+_INLINE, _BLOCK, _BOLD, _HREF, _PRE = 0, 1, 2, 3, 4
+
+
+class _Line:
+    """One visual line of text in the making: its pieces and what they looked like."""
+
+    __slots__ = ("parts", "bold", "plain", "href")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.bold = False  # some non-blank text was bold
+        self.plain = False  # some non-blank text was not bold
+        self.href: str | None = None
+
+
+class _Sink:
+    """Where text goes: the page flow, an open heading, or an open list item."""
+
+    __slots__ = ("kind", "lines", "level", "hkind", "children", "list")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "flow" | "heading" | "item"
+        self.lines: list[_Line] = [_Line()]
+        self.level = 0
+        self.hkind = "h"
+        self.children: list[Item] = []
+        self.list: _ListCtx | None = None
+
+    def text(self) -> tuple[str, str | None]:
+        href = next((ln.href for ln in self.lines if ln.href), None)
+        return clean(" ".join("".join(ln.parts) for ln in self.lines)), href
+
+
+class _ListCtx:
+    __slots__ = ("ordered", "items", "parent_item", "parent_list")
+
+    def __init__(self, ordered: bool, parent_item: _Sink | None, parent_list: _ListCtx | None) -> None:
+        self.ordered = ordered
+        self.items: list[Item] = []
+        self.parent_item = parent_item
+        self.parent_list = parent_list
+
+
+class _Builder:
+    """Turns a stream of start/data/end events into Document blocks (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.meta: dict[str, str] = {}
+        self.ends: list[Any] = []
+        self.skip = 0  # depth inside a dropped subtree
+        self.capture = False  # collecting the <title> text
+        self.cap_parts: list[str] = []
+        self.bold = 0
+        self.hrefs: list[str] = []
+        self.pre = 0
+        self.root_depth = 0  # open <main>/<article> elements
+        self.regions: dict[str, list[int]] = {}  # "main"/"article" -> [start, end] block indexes
+        self.flow = _Sink("flow")
+        self.sink = self.flow
+        self.sinks: list[_Sink] = []
+        self.lists: list[_ListCtx] = []
+        self.mlist: ListBlock | None = None  # the marker-made list the next marker line may join
+        self.mlast = 0
+
+    # -- events -------------------------------------------------------------------------------
+
+    def start(self, tag: str, attrs: dict[str, Any]) -> bool:
+        """Open an element; False means its subtree is dropped (a tree walker need not descend)."""
+        if self.skip:
+            self.skip += 1
+            return False
+        if tag in INLINE_TAGS:
+            if tag in BOLD_TAGS:
+                self.bold += 1
+                self.ends.append(_BOLD)
+            elif tag == "a" and attrs.get("href"):
+                self.hrefs.append(str(attrs["href"]))
+                self.ends.append(_HREF)
+            elif tag == "span" and "style" in attrs and BOLD_STYLE.search(str(attrs["style"])):
+                self.bold += 1
+                self.ends.append(_BOLD)
+            else:
+                if tag == "link" and "canonical" in str(attrs.get("rel", "")).split() and attrs.get("href"):
+                    self.meta.setdefault("canonical_url", str(attrs["href"]))
+                self.ends.append(_INLINE)
+            return True
+        if tag == "br":
+            self._newline()
+            self.ends.append(_INLINE)
+            return True
+        if tag == "title":
+            return self._begin_skip(capture="html_title" not in self.meta)
+        probation = None
+        if attrs and tag not in ("html", "body", "main", "article"):
+            role = attrs.get("role")
+            if role in CHROME_ROLES:
+                return self._begin_skip()
+            if role == "main":
+                self._open_region("main")
+                return True
+            marks = f"{attrs.get('id') or ''} {_cls(attrs.get('class') or '')}"
+            if CRUMB_CLASS.search(marks) or CRUMB_CLASS.search(str(attrs.get("aria-label") or "")):
+                probation = "crumb"
+            elif CHROME_CLASS.search(marks):
+                probation = "cookie"
+        if (tag in DROP_TAGS and not (tag == "nav" and probation == "crumb")) or (
+            tag == "header" and not self.root_depth
+        ):
+            return self._begin_skip()
+        if probation and self.sink is self.flow:
+            # parsed as usual, then dropped at its end unless it held real content
+            self._flush()
+            start = len(self.blocks)
+            self._open(tag, attrs)
+            inner = self.ends.pop()
+            kind = probation
+
+            def close() -> None:
+                self._run(inner)
+                self._end_probation(start, kind)
+
+            self.ends.append(close)
+            return True
+        if tag == "nav":
+            return self._begin_skip()
+        self._open(tag, attrs)
+        return True
+
+    def _open(self, tag: str, attrs: dict[str, Any]) -> None:
+        """Open a block-level element (chrome already ruled out); pushes exactly one end action."""
+        if tag in HEADING_TAGS:
+            if self.sink is not self.flow:
+                self._space()
+                self.ends.append(_INLINE)
+                return
+            self._flush()
+            s = _Sink("heading")
+            s.level = HEADING_TAGS[tag]
+            s.hkind = HEADING_KIND.get(tag, "h")
+            self._push_sink(s)
+            self.ends.append(self._end_heading)
+            return
+        if tag in ("ul", "ol", "menu"):
+            if self.sink.kind == "heading":
+                self._space()
+                self.ends.append(_INLINE)
+                return
+            parent_item = self.sink if self.sink.kind == "item" else None
+            parent_list = self.lists[-1] if (self.lists and parent_item is None) else None
+            if parent_item is None and parent_list is None:
+                self._flush()
+            self.lists.append(_ListCtx(tag == "ol", parent_item, parent_list))
+            self.ends.append(self._end_list)
+            return
+        if tag == "li":
+            if self.sink.kind == "heading" or not self.lists or (
+                self.sink.kind == "item" and self.sink.list is self.lists[-1]
+            ):
+                # stray <li> (no list open, or inside a sibling item's text): a plain block
+                self._block()
+                return
+            s = _Sink("item")
+            s.list = self.lists[-1]
+            self._push_sink(s)
+            self.ends.append(self._end_item)
+            return
+        if tag in ("main", "article"):
+            self._open_region(tag)
+            return
+        if tag == "pre":
+            self._block()
+            self.pre += 1
+            self.ends[-1] = _PRE
+            return
+        self._block()
+
+    def data(self, s: str) -> None:
+        if self.skip:
+            if self.capture:
+                self.cap_parts.append(s)
+            return
+        if self.pre and "\n" in s and self.sink is self.flow:
+            first, *rest = s.split("\n")
+            self._add(first)
+            for piece in rest:
+                self._newline()
+                self._add(piece)
+            return
+        self._add(s)
+
+    def end(self, tag: str | None = None) -> None:
+        """Close the innermost open element (``tag`` is accepted for lxml's target interface)."""
+        if self.skip:
+            self.skip -= 1
+            if not self.skip and self.capture:
+                self.capture = False
+                title = clean("".join(self.cap_parts))
+                if title:
+                    self.meta["html_title"] = title
+            return
+        self._run(self.ends.pop())
+
+    def _run(self, act: Any) -> None:
+        """Carry out an element's end action."""
+        if act == _INLINE:
+            return
+        if act == _BLOCK:
+            self._boundary()
+        elif act == _BOLD:
+            self.bold -= 1
+        elif act == _HREF:
+            self.hrefs.pop()
+        elif act == _PRE:
+            self.pre -= 1
+            self._boundary()
+        else:
+            act()
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def _add(self, s: str) -> None:
+        line = self.sink.lines[-1]
+        line.parts.append(s)
+        if not s.isspace():
+            if self.bold:
+                line.bold = True
+            else:
+                line.plain = True
+            if line.href is None and self.hrefs:
+                line.href = self.hrefs[-1]
+
+    def _newline(self) -> None:
+        if self.sink is self.flow:
+            self.flow.lines.append(_Line())
+        else:
+            self._space()
+
+    def _space(self) -> None:
+        self.sink.lines[-1].parts.append(" ")
+
+    def _block(self) -> None:
+        self._boundary()
+        self.ends.append(_BLOCK)
+
+    def _boundary(self) -> None:
+        """A block element starts or ends: a line break in the flow, a space inside an item."""
+        if self.sink is self.flow:
+            self._flush()
+        else:
+            self._space()
+
+    def _push_sink(self, s: _Sink) -> None:
+        self.sinks.append(self.sink)
+        self.sink = s
+
+    def _pop_sink(self) -> _Sink:
+        s = self.sink
+        self.sink = self.sinks.pop()
+        return s
+
+    # -- skipping and capturing ---------------------------------------------------------------
+
+    def _begin_skip(self, capture: bool = False) -> bool:
+        self.skip = 1
+        self.capture = capture
+        self.cap_parts = []
+        return capture  # descend only to collect the <title> text
+
+    def _end_probation(self, start: int, kind: str) -> None:
+        """End of a cookie- or breadcrumb-looking element: drop its blocks unless they are content."""
+        self._flush()
+        region = self.blocks[start:]
+        if not region:
+            return
+        if any(isinstance(b, Heading) for b in region):
+            return
+        words = _words(region)
+        if kind == "cookie" and words > PROBATION_WORDS:
+            return
+        if kind == "crumb":
+            if words > CRUMB_WORDS:
+                return
+            self.meta.setdefault("breadcrumb", " / ".join(_texts(region)))
+        del self.blocks[start:]
+        self.mlist = None
+        for span in self.regions.values():
+            span[0] = min(span[0], start)
+            span[1] = min(span[1], start)
+
+    # -- regions ------------------------------------------------------------------------------
+
+    def _open_region(self, name: str) -> None:
+        self._flush()
+        self.root_depth += 1
+        first = name not in self.regions
+        if first:
+            self.regions[name] = [len(self.blocks), len(self.blocks)]
+
+        def close() -> None:
+            self._flush()
+            self.root_depth -= 1
+            if first:
+                self.regions[name][1] = len(self.blocks)
+
+        self.ends.append(close)
+
+    # -- block emission -----------------------------------------------------------------------
+
+    def _emit(self, block: Block) -> None:
+        self.blocks.append(block)
+        self.mlist = None
+
+    def _flush(self) -> None:
+        """Turn the flow's pending lines into blocks."""
+        lines = self.flow.lines
+        if len(lines) == 1:
+            ln = lines[0]
+            if not (ln.bold or ln.plain):  # nothing but whitespace yet: the common case
+                ln.parts.clear()
+                return
+        self.flow.lines = [_Line()]
+        for ln in lines:
+            if ln.bold or ln.plain:
+                text = clean("".join(ln.parts))
+                if text:
+                    self._line(text, not ln.plain, ln.href)
+
+    def _line(self, text: str, bold: bool, href: str | None) -> None:
+        m = MARKER.match(text)
+        if m:
+            body = text[m.end() :]
+            if m.group(1) == "•" and " • " in body:
+                for piece in body.split(" • "):
+                    if piece.strip():
+                        self._marker_item(piece.strip(), None, href)
+                return
+            self._marker_item(body, int(m.group(2)) if m.group(2) else None, href)
+            return
+        words = len(text.split())
+        if bold and words <= MAX_BOLD_HEADING_WORDS and not (text.endswith(".") and not text.endswith("..")):
+            if text.endswith(":") and not is_known_heading(text):
+                self._heading(text, 8, "label")
+            else:
+                self._heading(text, 7, "bold")
+            return
+        if words <= MAX_LINE_HEADING_WORDS and is_known_heading(text):
+            self._heading(text, 2, "line")
+            return
+        if text.endswith(":") and words <= MAX_LABEL_WORDS and text[0].isupper():
+            self._heading(text, 8, "label")
+            return
+        self._emit(Paragraph(text, href))
+
+    def _marker_item(self, text: str, number: int | None, href: str | None) -> None:
+        ordered = number is not None
+        item = _item(text, href, [])
+        if item is None:
+            return
+        ml = self.mlist
+        if ml is not None and ml.ordered == ordered and (not ordered or number == self.mlast + 1):
+            ml.items.append(item)
+        else:
+            ml = ListBlock(ordered, [item])
+            self._emit(ml)
+            self.mlist = ml
+        self.mlast = number or 0
+
+    def _heading(self, text: str, level: int, kind: str) -> None:
+        text = text.rstrip(": \u00a0：")
+        if text:
+            self._emit(Heading(text, level, kind))  # type: ignore[arg-type]
+
+    def _end_heading(self) -> None:
+        s = self._pop_sink()
+        text, _ = s.text()
+        self._heading(text, s.level, s.hkind)
+
+    def _end_item(self) -> None:
+        s = self._pop_sink()
+        text, href = s.text()
+        item = _item(GLYPH.sub("", text), href, s.children)
+        if item is not None and s.list is not None:
+            s.list.items.append(item)
+
+    def _end_list(self) -> None:
+        ctx = self.lists.pop()
+        if ctx.parent_item is not None:
+            ctx.parent_item.children.extend(ctx.items)
+        elif ctx.parent_list is not None:
+            target = ctx.parent_list.items
+            if target:
+                target[-1].children.extend(ctx.items)
+            else:
+                target.extend(ctx.items)
+        else:
+            self._flush()  # loose text inside the list, outside any item
+            if ctx.items:
+                self._emit(ListBlock(ctx.ordered, ctx.items))
+
+    # -- result -------------------------------------------------------------------------------
+
+    def close(self) -> Document:
+        self._flush()
+        blocks = self.blocks
+        for name in ("main", "article"):
+            span = self.regions.get(name)
+            if span and span[1] > span[0]:
+                blocks = blocks[span[0] : span[1]]
+                break
+        return _finish(blocks, self.meta)
+
+
+def _finish(blocks: list[Block], meta: dict[str, str]) -> Document:
+    """Pick the title and the code-system line out of the blocks; drop chrome lines."""
+    out: list[Block] = []
+    for i, b in enumerate(blocks):
+        if isinstance(b, Paragraph):
+            if b.text.lower() in CHROME_LINES:
+                continue
+            if i < 6 and BREADCRUMB.match(b.text) and "breadcrumb" not in meta:
+                meta["breadcrumb"] = b.text
+                continue
+        out.append(b)
+    doc = Document(meta=meta)
+    h1 = next(
+        (i for i, b in enumerate(out) if isinstance(b, Heading) and b.level == 1 and b.kind == "h"), None
+    )
+    if h1 is not None:
+        doc.title = _text(out.pop(h1))
+    code_at = next(
+        (
+            i
+            for i, b in enumerate(out[:8])
+            if isinstance(b, Paragraph | Heading) and len(b.text) < 40 and CODE_LINE.match(b.text)
+        ),
+        None,
+    )
+    if code_at is not None:
+        doc.code_line = _text(out.pop(code_at))
+    if doc.title is None:
+        cand = None
+        if code_at:
+            cand = code_at - 1
+        else:
+            cand = next((i for i, b in enumerate(out[:8]) if not isinstance(b, ListBlock)), None)
+        if cand is not None:
+            b = out[cand]
+            if isinstance(b, Paragraph | Heading) and not is_known_heading(b.text):
+                doc.title = out.pop(cand).text  # type: ignore[union-attr]
+    doc.blocks = out
+    return doc
+
+
+def _text(b: Block) -> str:
+    return b.text if isinstance(b, Paragraph | Heading) else ""
+
+
+def _item(text: str, href: str | None, children: list[Item]) -> Item | None:
+    label, rest = split_label(text)
+    if not rest and label is None and not children:
+        return None
+    return Item(text=rest, label=label, children=children, href=href)
+
+
+def _texts(blocks: list[Block]) -> list[str]:
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, ListBlock):
+            out.extend(it.text for it in b.items if it.text)
+        else:
+            out.append(b.text)
+    return out
+
+
+def _words(blocks: list[Block]) -> int:
+    n = 0
+    for b in blocks:
+        if isinstance(b, Paragraph):
+            n += len(b.text.split())
+        elif isinstance(b, ListBlock):
+            stack = list(b.items)
+            while stack:
+                it = stack.pop()
+                n += len(it.text.split()) + len((it.label or "").split())
+                stack.extend(it.children)
+    return n
+
+
+def _cls(value: Any) -> str:
+    return " ".join(value) if isinstance(value, list) else str(value)
+
+
+# -- engines ----------------------------------------------------------------------------------
+
+
+class _ContentRegion(ElementFilter):
+    """BeautifulSoup builds only the content region, the <title> and <link> tags."""
+
+    def allow_tag_creation(self, nsprefix: str | None, name: str, attrs: Any) -> bool:
+        return name in ("main", "article", "title", "link") or bool(attrs and attrs.get("role") == "main")
+
+    def allow_string_creation(self, string: str) -> bool:
+        return False
+
+
+_REGION_FILTER = _ContentRegion()
+
+
+_END = object()
+
+
+def _walk_soup(soup: BeautifulSoup, b: _Builder) -> None:
+    """Feed the soup to the builder in document order, without recursion."""
+    stack: list[Any] = list(reversed(soup.contents))
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        node = pop()
+        if node is _END:
+            b.end()
+            continue
+        kind = type(node)
+        if kind is NavigableString:
+            b.data(node)
+        elif kind is Tag or isinstance(node, Tag):
+            if b.start(node.name, node.attrs):
+                push(_END)
+                extend(reversed(node.contents))
+            else:
+                b.end()
+        elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
+            b.data(node)
+
+
+def _via_bs4(text: str) -> Document:
+    if HAS_REGION.search(text):
+        soup = BeautifulSoup(text, "lxml", parse_only=_REGION_FILTER, multi_valued_attributes=None)
+        b = _Builder()
+        _walk_soup(soup, b)
+        if b.regions:
+            return b.close()
+    soup = BeautifulSoup(text, "lxml", multi_valued_attributes=None)
+    b = _Builder()
+    _walk_soup(soup, b)
+    return b.close()
+
+
+class _Target:
+    """lxml parser target: events straight from the C parser into the builder."""
+
+    def __init__(self, b: _Builder) -> None:
+        self.b = b
+        self.start: Callable[[str, dict[str, Any]], bool] = b.start
+        self.data: Callable[[str], None] = b.data
+        self.end: Callable[[str], None] = b.end
+
+    def close(self) -> Document:
+        return self.b.close()
+
+
+def _via_lxml(text: str) -> Document:
+    parser = etree.HTMLParser(target=_Target(_Builder()), recover=True, no_network=True)
+    parser.feed(text)
+    doc: Document = parser.close()
+    return doc
+
+
+def parse_html(text: str, *, engine: str = "bs4") -> Document:
+    """Parse an HTML page into a Document.
+
+    ``engine``: "bs4" (BeautifulSoup on lxml, the default) or "lxml" (lxml's parser feeding the
+    same builder directly). Raises ``RejectedPage`` when the markup cannot be parsed at all.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown HTML engine {engine!r} (expected one of {', '.join(ENGINES)})")
+    if not text.strip():
+        return Document()
+    try:
+        return _via_bs4(text) if engine == "bs4" else _via_lxml(text)
+    except RecursionError as exc:
+        raise RejectedPage("page nested too deeply to parse", stage="parse") from exc
+    except (etree.ParserError, etree.XMLSyntaxError) as exc:
+        raise RejectedPage(f"cannot parse html: {exc}", stage="parse") from exc
