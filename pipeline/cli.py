@@ -150,6 +150,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size and --workers must be at least 1")
     if out.exists() and not out.is_dir():
         raise UsageError(f"output folder is a file: {out}")
+    out.mkdir(parents=True, exist_ok=True)  # fail in a second, not after Prefect's start-up
     if args.no_prefect:
         manifest = _run_local(raw, out, args.batch_size, args.workers)
     else:

@@ -152,6 +152,10 @@ def summary_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _es(n: int) -> str:
+    return "" if n == 1 else "es"
+
+
 @flow(name="process", log_prints=False)
 def process(
     raw_dir: str = "raw", out_dir: str = "processed", batch_size: int = 200, workers: int = 2
@@ -167,10 +171,10 @@ def process(
         raise UsageError("batch_size and workers must be at least 1")
     paths = [p.relative_to(raw).as_posix() for p in discover(raw)]
     batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    procs = min(workers, len(batches))
+    procs = max(1, min(workers, len(batches)))
     log.info(
-        "discover: %d pages under %s -> %d batches of up to %d, on %d worker process%s",
-        len(paths), raw_dir, len(batches), batch_size, procs, "" if procs == 1 else "es",
+        "discover: %d pages under %s -> %d batch%s of up to %d, parsed in %d process%s",
+        len(paths), raw_dir, len(batches), _es(len(batches)), batch_size, procs, _es(procs),
     )  # fmt: skip
 
     with _shared_pool(workers, len(batches)) as pool:

@@ -97,8 +97,14 @@ def _is_naive_timestamp(series: pd.Series) -> bool:
 
 
 def load_procedures(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
-    """One row per record (``procedures.parquet``): nested ``sections``, ``similar_codes``, ``source``."""
-    return _load("procedures", out_dir, version)
+    """One row per record (``procedures.parquet``): nested ``sections``, ``similar_codes``, ``source``.
+
+    ``fetched_at`` (UTC) is added beside the columns, copied out of ``source`` for easy sorting.
+    """
+    df = _load("procedures", out_dir, version)
+    if "source" in df.columns and "fetched_at" not in df.columns:
+        df["fetched_at"] = df["source"].struct.field("fetched_at")
+    return df
 
 
 def load_sections(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
@@ -157,7 +163,8 @@ def section_coverage(path: Path) -> dict[str, float]:
     if not records:
         return dict.fromkeys(keys, 0.0)
     table = pq.read_table(path / "sections.parquet", columns=["record_id", "key"])
-    having: Counter[str] = Counter(k for _, k in set(zip(*table.columns, strict=True)))
+    pairs = set(zip(table["record_id"].to_pylist(), table["key"].to_pylist(), strict=True))
+    having: Counter[str] = Counter(key for _, key in pairs)
     out = {key: having.get(key, 0) / records for key in keys}
     if having.get("other"):
         out["other"] = having["other"] / records

@@ -1,0 +1,104 @@
+"""The analyst loaders: published tables as DataFrames with Arrow-backed dtypes, read back by version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SAMPLE_COUNTS, SAMPLE_RECORD_IDS
+
+import pipeline
+from pipeline.load import (
+    load_duplicates,
+    load_items,
+    load_manifest,
+    load_procedures,
+    load_rejects,
+    load_sections,
+    load_similar,
+    reason_group,
+    run_summary,
+    versions,
+)
+
+
+def test_procedures_have_arrow_dtypes_categorical_code_system_and_utc_fetched_at(published: Path) -> None:
+    df = load_procedures(published)
+    assert set(df["record_id"]) == SAMPLE_RECORD_IDS
+    assert isinstance(df["record_id"].dtype, pd.ArrowDtype)
+    assert isinstance(df["sections"].dtype, pd.ArrowDtype)  # nested list<struct> kept as Arrow
+    assert isinstance(df["code_system"].dtype, pd.CategoricalDtype)
+    assert set(df["code_system"].cat.categories) == {"cpt", "hcpcs"}
+    assert str(df["fetched_at"].dtype.pyarrow_dtype.tz) == "UTC"
+    fetched = df.set_index("record_id")["fetched_at"]
+    assert fetched["cpt:47562"] == pd.Timestamp("2030-01-02T03:04:05Z")  # the duplicate with the newer date
+
+
+def test_package_forwards_load_procedures(published: Path) -> None:
+    forwarded = pipeline.load_procedures(published)
+    assert forwarded["record_id"].tolist() == load_procedures(published)["record_id"].tolist()
+
+
+def test_child_tables_join_to_their_records(published: Path) -> None:
+    records = set(load_procedures(published)["record_id"])
+    sections = load_sections(published)
+    items = load_items(published)
+    assert set(sections["record_id"]) == records
+    assert set(items["record_id"]) <= records
+    assert isinstance(items["code_system"].dtype, pd.CategoricalDtype)
+    gallbladder = sections[sections["record_id"] == "cpt:47562"]
+    assert "indications" in set(gallbladder["key"])
+    per_section = items.groupby(["record_id", "section_key"], observed=True).size()
+    assert per_section[("cpt:47562", "indications")] == 3
+    assert list(load_similar(published).columns)[:3] == ["record_id", "code_system", "code"]
+
+
+def test_rejects_and_duplicates_tables_account_for_the_bad_and_the_folded_pages(published: Path) -> None:
+    rejects = load_rejects(published).set_index("source")
+    assert set(rejects.index) == {"bad/empty.txt", "bad/sprain.txt", "bad/cpt/99213.txt"}
+    assert "broken sidecar" in rejects.loc["bad/cpt/99213.txt", "reason"]
+    assert rejects.loc["bad/sprain.txt", "reason"].startswith("not a procedure page")
+    assert isinstance(rejects["stage"].dtype, pd.CategoricalDtype)
+    duplicates = load_duplicates(published)
+    assert duplicates["record_id"].tolist() == ["cpt:47562"]
+
+
+def test_versions_load_by_run_id_like_latest(published: Path) -> None:
+    (run_id,) = versions(published)
+    assert load_manifest(published).run_id == run_id
+    pd.testing.assert_frame_equal(load_sections(published, version=run_id), load_sections(published))
+
+
+def test_nothing_published_is_a_one_line_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nothing published in .* yet \(run `procpipe run`") as err:
+        load_procedures(tmp_path / "processed")
+    assert "\n" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="no version 'nope'"):
+        load_rejects(tmp_path, version="nope")
+
+
+def test_run_summary_counts_reasons_and_section_coverage(published: Path) -> None:
+    summary = run_summary(published)
+    assert summary["counts"] == SAMPLE_COUNTS
+    assert summary["path"] == published / "versions" / summary["run_id"]
+    assert set(summary["rejects_by_reason"]) >= {"broken sidecar", "not a procedure page"}
+    assert sum(summary["rejects_by_reason"].values()) == SAMPLE_COUNTS["rejects"]
+    coverage = summary["coverage"]
+    assert coverage["summary"] == 1.0
+    assert coverage["recovery"] == pytest.approx(1 / 3)
+    assert coverage["contraindications"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reason", "group"),
+    [
+        ("not a procedure page (Name of the Condition, Causes)", "not a procedure page"),
+        ("broken sidecar 99213.meta.json: invalid JSON (expected value)", "broken sidecar"),
+        ("internal error: ValueError: boom", "internal error"),
+        ("unsupported file type .pdf", "unsupported file type .pdf"),
+        ("empty file", "empty file"),
+    ],
+)
+def test_reason_group_keeps_the_general_part(reason: str, group: str) -> None:
+    assert reason_group(reason) == group
