@@ -21,6 +21,7 @@ Documents for pages with a content region and are tested to.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -48,19 +49,18 @@ from pipeline.parse.document import (
 
 #: Elements whose whole subtree is site furniture or invisible (never content).
 DROP_TAGS = frozenset(
-    {
-        "nav", "footer", "script", "style", "noscript", "template", "form", "button", "iframe",
-        "svg", "math", "aside", "select", "textarea", "object", "embed", "canvas", "dialog",
-    }
+    """
+    nav footer script style noscript template form button iframe svg math aside select textarea
+    object embed canvas dialog
+    """.split()
 )
 #: Phrasing elements: their text runs on within the current line (no word break added).
 INLINE_TAGS = frozenset(
-    {
-        "a", "abbr", "acronym", "b", "bdi", "bdo", "big", "cite", "code", "data", "del", "dfn", "em",
-        "font", "i", "img", "ins", "kbd", "label", "mark", "nobr", "q", "rp", "rt", "ruby", "s",
-        "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "tt", "u", "var", "wbr",
-        "picture", "source", "input", "meter", "output", "progress", "meta", "link",
-    }
+    """
+    a abbr acronym b bdi bdo big cite code data del dfn em font i img ins kbd label mark nobr q rp
+    rt ruby s samp small span strike strong sub sup time tt u var wbr picture source input meter
+    output progress meta link
+    """.split()
 )
 BOLD_TAGS = frozenset({"b", "strong"})
 HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6, "dt": 2, "summary": 2}
@@ -83,7 +83,13 @@ MAX_LABEL_WORDS = 6
 PROBATION_WORDS = 60
 #: A breadcrumb-looking element with more words than this is content, not a breadcrumb.
 CRUMB_WORDS = 15
+#: A DOCTYPE with an internal subset (entity declarations): lxml's HTML parser would show it as
+#: text, so it is replaced by a plain DOCTYPE; entities are never expanded.
+DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^>\[]*\[[^\]]*\]\s*>", re.I)
 HAS_REGION = re.compile(r"<(?:main|article)[\s>/]|role\s*=\s*[\"']?main", re.I)
+
+#: Lists nested deeper than this are flattened onto the deepest level (keeps consumers' recursion safe).
+MAX_LIST_DEPTH = 8
 
 ENGINES = ("bs4", "lxml")
 
@@ -232,7 +238,8 @@ class _Builder:
             self.ends.append(self._end_heading)
             return
         if tag in ("ul", "ol", "menu"):
-            if self.sink.kind == "heading":
+            if self.sink.kind == "heading" or len(self.lists) >= MAX_LIST_DEPTH:
+                # too deep: the sublist's items join the deepest list (consumers recurse safely)
                 self._space()
                 self.ends.append(_INLINE)
                 return
@@ -244,8 +251,10 @@ class _Builder:
             self.ends.append(self._end_list)
             return
         if tag == "li":
-            if self.sink.kind == "heading" or not self.lists or (
-                self.sink.kind == "item" and self.sink.list is self.lists[-1]
+            if (
+                self.sink.kind == "heading"
+                or not self.lists
+                or (self.sink.kind == "item" and self.sink.list is self.lists[-1])
             ):
                 # stray <li> (no list open, or inside a sibling item's text): a plain block
                 self._block()
@@ -477,6 +486,7 @@ class _Builder:
         ctx = self.lists.pop()
         if ctx.parent_item is not None:
             ctx.parent_item.children.extend(ctx.items)
+            ctx.parent_item.lines[-1].parts.append(" ")  # text after the sublist is a new word
         elif ctx.parent_list is not None:
             target = ctx.parent_list.items
             if target:
@@ -536,7 +546,8 @@ def _finish(blocks: list[Block], meta: dict[str, str]) -> Document:
             cand = next((i for i, b in enumerate(out[:8]) if not isinstance(b, ListBlock)), None)
         if cand is not None:
             b = out[cand]
-            if isinstance(b, Paragraph | Heading) and not is_known_heading(b.text):
+            is_label = isinstance(b, Heading) and b.kind == "label"
+            if isinstance(b, Paragraph | Heading) and not is_label and not is_known_heading(b.text):
                 doc.title = out.pop(cand).text  # type: ignore[union-attr]
     doc.blocks = out
     return doc
@@ -624,7 +635,13 @@ def _walk_soup(soup: BeautifulSoup, b: _Builder) -> None:
 
 def _via_bs4(text: str) -> Document:
     if HAS_REGION.search(text):
-        soup = BeautifulSoup(text, "lxml", parse_only=_REGION_FILTER, multi_valued_attributes=None)
+        # bs4 accepts any ElementFilter as parse_only; its annotation names only SoupStrainer
+        soup = BeautifulSoup(
+            text,
+            "lxml",
+            parse_only=_REGION_FILTER,  # type: ignore[arg-type]
+            multi_valued_attributes=None,
+        )
         b = _Builder()
         _walk_soup(soup, b)
         if b.regions:
@@ -655,18 +672,26 @@ def _via_lxml(text: str) -> Document:
     return doc
 
 
-def parse_html(text: str, *, engine: str = "bs4") -> Document:
+def parse_html(text: str, *, engine: str | None = None) -> Document:
     """Parse an HTML page into a Document.
 
-    ``engine``: "bs4" (BeautifulSoup on lxml, the default) or "lxml" (lxml's parser feeding the
-    same builder directly). Raises ``RejectedPage`` when the markup cannot be parsed at all.
+    ``engine``: "bs4" (BeautifulSoup on lxml) or "lxml" (lxml's parser feeding the same builder
+    directly, several times faster); default ``$PROCPIPE_HTML_ENGINE``, else "bs4". Raises
+    ``RejectedPage`` when the markup cannot be parsed at all.
     """
+    engine = engine or os.environ.get("PROCPIPE_HTML_ENGINE") or "bs4"
     if engine not in ENGINES:
         raise ValueError(f"unknown HTML engine {engine!r} (expected one of {', '.join(ENGINES)})")
     if not text.strip():
         return Document()
+    if "[" in text[:2048] and DOCTYPE_SUBSET.search(text, 0, 2048):
+        text = DOCTYPE_SUBSET.sub("<!DOCTYPE html>", text, count=1)
+    run = _via_bs4 if engine == "bs4" else _via_lxml
     try:
-        return _via_bs4(text) if engine == "bs4" else _via_lxml(text)
+        try:
+            return run(text)
+        except UnicodeEncodeError:  # lone surrogates cannot reach libxml2: replace them
+            return run(text.encode("utf-8", "replace").decode("utf-8"))
     except RecursionError as exc:
         raise RejectedPage("page nested too deeply to parse", stage="parse") from exc
     except (etree.ParserError, etree.XMLSyntaxError) as exc:
