@@ -74,7 +74,7 @@ class _Evidence:
 
 
 def canonical_system(name: Any) -> str | None:
-    """"CPT4 code", "CPT®", "cpt4", "HCPCS Level II", "ICD-10-PCS" -> cpt / hcpcs / icd10pcs / ...; else None."""
+    """Canonical system of "CPT4 code", "CPT®", "cpt4", "HCPCS Level II", "ICD-10-PCS", ...; else None."""
     if not isinstance(name, str):
         return None
     n = re.sub(r"[^a-z0-9]", "", name.lower())
@@ -139,7 +139,7 @@ def _lead_code(segment: str, system: str | None) -> str | None:
 
 
 def from_path(path: str | None) -> tuple[str | None, str | None, str | None]:
-    """(system, code, system as written) from ``.../<system>/<code>[-slug].ext`` or ``site_cpt4_63185.ext``."""
+    """(system, code, system as written) from ``<system>/<code>[-slug].ext`` or ``site_cpt4_63185.ext``."""
     if not path or not isinstance(path, str):
         return None, None, None
     p = PurePath(path.replace("\\", "/"))
@@ -267,9 +267,7 @@ def _evidence(doc: Document, url: str | None, path: str | None, meta: Mapping[st
     return ev
 
 
-def resolve_code(
-    doc: Document, *, url: str | None, path: str | None, meta: Mapping[str, Any]
-) -> CodeRef:
+def resolve_code(doc: Document, *, url: str | None, path: str | None, meta: Mapping[str, Any]) -> CodeRef:
     """The page's code system and code, or ``RejectedPage`` saying why there is none.
 
     Raises with "no procedure code found (...)", "invalid <system> code '<code>' (from <origin>)",

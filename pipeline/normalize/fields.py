@@ -36,7 +36,9 @@ _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "sev
 _VAGUE = {"a few": (2.0, 5.0), "few": (2.0, 5.0), "several": (3.0, 7.0), "a couple of": (2.0, 3.0),
           "a couple": (2.0, 3.0)}  # fmt: skip
 
-_Q_MAX = r"less than|fewer than|under|up to|no more than|not more than|at most|within|a maximum of|maximum of|max"
+_Q_MAX = (
+    r"less than|fewer than|under|up to|no more than|not more than|at most|within|a maximum of|maximum of|max"
+)
 _Q_MIN = r"at least|more than|over|a minimum of|minimum of|longer than|upwards of"
 _Q_EXACT = r"about|approximately|approx\.?|around|roughly|nearly|almost|typically|usually|generally|~"
 _NUM = r"\d+(?:\.\d+)?"
@@ -49,7 +51,8 @@ _SINGLE = re.compile(
     rf"(?:(?P<q>{_Q_MAX}|{_Q_MIN}|{_Q_EXACT})\s+)?(?P<a>{_NUM})[\s-]*(?P<ua>{_UNIT_RE})\b", re.I
 )
 _VAGUE_RE = re.compile(
-    rf"(?:(?P<q>{_Q_MAX}|{_Q_MIN}|{_Q_EXACT})\s+)?(?P<v>a few|a couple of|a couple|several|few)\s+(?P<ua>{_UNIT_RE})\b",
+    rf"(?:(?P<q>{_Q_MAX}|{_Q_MIN}|{_Q_EXACT})\s+)?(?P<v>a few|a couple of|a couple|several|few)\s+"
+    rf"(?P<ua>{_UNIT_RE})\b",
     re.I,
 )
 _SENTENCE = re.compile(r"(?<=[.;!?])\s+|\n+")
@@ -144,6 +147,7 @@ def _to(value: float, unit: str, target: str) -> float:
 
 def _convert(span: Span, target: str) -> tuple[int | None, int | None]:
     """The span in ``target`` units: lower end rounded down, upper end rounded up (so they stay ordered)."""
+
     def conv(v: float | None, up: bool) -> int | None:
         if v is None:
             return None
@@ -169,11 +173,12 @@ def section_texts(section: Section) -> list[str]:
     if section.text:
         out.extend(section.text.split("\n\n"))
     out.extend(_item_texts(section.items))
-    for sub in section.subsections:
-        out.append(sub.heading)
-        if sub.text:
-            out.extend(sub.text.split("\n\n"))
-        out.extend(_item_texts(sub.items))
+    for sub in section.subsections:  # each line keeps its sub-heading: "Anesthesia: None required."
+        lines = [*(sub.text.split("\n\n") if sub.text else []), *_item_texts(sub.items)]
+        if lines:
+            out.extend(f"{sub.heading}: {line}" for line in lines)
+        else:
+            out.append(sub.heading)
     return out
 
 
@@ -202,7 +207,8 @@ def _texts(sections: list[Section], keys: Iterable[str], labels: str | None = No
                     out.append(f"{it.label}: {it.text}")
             for sub in s.subsections:
                 if lab.search(sub.heading):
-                    out.extend([sub.text or "", *_item_texts(sub.items)])
+                    lines = [*(sub.text.split("\n\n") if sub.text else []), *_item_texts(sub.items)]
+                    out.extend(f"{sub.heading}: {line}" for line in lines)
     return [t for t in out if t]
 
 
@@ -329,8 +335,8 @@ _NERVE_BLOCK = re.compile(r"nerve block|regional block", re.I)
 _NUMB = re.compile(r"numbing (?:medication|agent|cream|gel|drops|spray)", re.I)
 _NO_ANESTHESIA = re.compile(
     r"\bno\s+(?:\w+\s+){0,2}(?:an(?:a)?esthe|sedat)|"
-    r"(?:an(?:a)?esthe\w*|sedation)[^.;]{0,40}?\b(?:not (?:required|necessary|needed|applicable|used|typically)"
-    r"|none|n/a|unnecessary)|"
+    r"(?:an(?:a)?esthe\w*|sedation)[^.;]{0,40}?\b"
+    r"(?:not (?:required|necessary|needed|applicable|used|typically)|none|n/a|unnecessary)|"
     r"(?:does not|doesn't|do not|don't|without|not)\s+(?:\w+\s+){0,3}(?:an(?:a)?esthe|sedat)",
     re.I,
 )
@@ -370,7 +376,10 @@ _SETTINGS = (
     ("outpatient", re.compile(r"\boutpatient\b|same[- ]day|day[- ](?:surgery|case)", re.I)),
     (
         "ambulatory_surgical_center",
-        re.compile(r"(?i:ambulatory (?:surgical|surgery) (?:center|centre)|surg(?:ical|ery) (?:center|centre))|\bASCs?\b"),
+        re.compile(
+            r"(?i:ambulatory (?:surgical|surgery) (?:center|centre)|surg(?:ical|ery) (?:center|centre))"
+            r"|\bASCs?\b"
+        ),
     ),
     (
         "clinic",
@@ -378,8 +387,11 @@ _SETTINGS = (
     ),
     (
         "home",
-        re.compile(r"\bat home\b|\bhome[- ]based\b|\bhome (?:setting|use|environment|care)\b|"
-                   r"\bin (?:the|their|your|a) (?:own )?home\b|\bself-administered\b", re.I),
+        re.compile(
+            r"\bat home\b|\bhome[- ]based\b|\bhome (?:setting|use|environment|care)\b|"
+            r"\bin (?:the|their|your|a) (?:own )?home\b|\bself-administered\b",
+            re.I,
+        ),
     ),
 )
 

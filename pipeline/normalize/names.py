@@ -26,7 +26,8 @@ _PROC = r"(?:procedure\s+name|name\s+of\s+(?:the\s+)?procedure|name)"
 _AKA = r"(?:also|commonly|often|sometimes|otherwise)\s+(?:referred\s+to|known|called)(?:\s+as)?|also\s+called|a\.?k\.?a\.?"  # noqa: E501
 #: an embedded "Common names:" / "Medical Term:" label inside a line
 _EMBEDDED = re.compile(
-    rf"\b(?P<label>{_COMMON}|{_TECH}|procedure\s+name|name\s+of\s+(?:the\s+)?procedure|also known as)\s*:", re.I
+    rf"\b(?P<label>{_COMMON}|{_TECH}|procedure\s+name|name\s+of\s+(?:the\s+)?procedure|also known as)\s*:",
+    re.I,
 )
 _AKA_SENTENCE = re.compile(rf"^(?P<name>.*?)[\s,;(]*\b(?:{_AKA})\s+(?P<rest>.+?)\)?\.?$", re.I | re.S)
 _ACRONYM_PAREN = re.compile(r"^(?P<name>.+?)\s*\((?P<acr>[A-Z][A-Z0-9/&-]{1,7})\)$")
@@ -57,7 +58,7 @@ def _plural(label: str) -> bool:
 
 
 def strip_codes(text: str, code: str | None = None) -> str:
-    """Remove code mentions ("(J3303)", "(HCPCS Code: A4255)", "HCPCS code J3304", a bare copy of the code)."""
+    """Remove code mentions: "(J3303)", "(HCPCS Code: A4255)", "HCPCS code J3304", a bare copy of the code."""
     spans = sorted({(m.start(), m.end()) for m in code_mentions(text)}, reverse=True)
     for start, end in spans:
         text = text[:start] + " " + text[end:]

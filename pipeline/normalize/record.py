@@ -100,7 +100,9 @@ def parse_when(value: Any) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-_SIMILAR_LINE = re.compile(r"^\s*(?:[-•*]\s*)?(?P<code>[A-Za-z0-9]{5,7})\b\s*[-:–—.)]?\s*(?P<title>.*)$", re.S)
+_SIMILAR_LINE = re.compile(
+    r"^\s*(?:[-•*]\s*)?(?P<code>[A-Za-z0-9]{5,7})\b\s*[-:–—.)]?\s*(?P<title>.*)$", re.S
+)
 
 
 def _similar_from(text: str, href: str | None, page_system: str, page_url: str | None) -> SimilarCode | None:
@@ -125,7 +127,7 @@ def _similar_from(text: str, href: str | None, page_system: str, page_url: str |
 
 
 def similar_codes(drafts: list[SectionDraft], page_system: str, page_url: str | None) -> list[SimilarCode]:
-    """"63190 Laminectomy with ..." lines, items and links of the Similar Codes section(s)."""
+    """ "63190 Laminectomy with ..." lines, items and links of the Similar Codes section(s)."""
     out: list[SimilarCode] = []
     seen: set[tuple[str | None, str]] = set()
 

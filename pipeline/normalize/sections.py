@@ -197,8 +197,12 @@ class _Builder:
         key = self.vocab.key(text)
         if key is not None and self._opens_section(h, cur):
             self._open(key, text, h)
-        elif cur is not None and (h.level > cur.level or h.kind in SUB_KINDS or key is not None
-                                  or (_label_form(h) and not cur.label_form)):
+        elif cur is not None and (
+            h.level > cur.level
+            or h.kind in SUB_KINDS
+            or key is not None
+            or (_label_form(h) and not cur.label_form)
+        ):
             self.sub = _Sub(heading=text)
             cur.subsections.append(self.sub)
             cur.blocks.append(h)
