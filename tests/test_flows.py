@@ -1,0 +1,95 @@
+"""The Prefect flow under one session-wide ``prefect_test_harness``: batched parse tasks, publish,
+the run-summary artifacts, and outputs read back with pandas and pyarrow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE_COUNTS, SAMPLE_RECORD_IDS
+
+from pipeline.errors import UsageError
+from schemas import Manifest
+
+
+def _artifacts(flow_run_id: object) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {a.key: a for a in found if a.key}
+
+
+@pytest.mark.parametrize(("batch_size", "workers"), [(2, 2), (200, 1)], ids=["4-batches", "inline"])
+def test_flow_publishes_every_input_and_a_summary_artifact(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path, batch_size: int, workers: int
+) -> None:
+    from pipeline.flows import REPORT_KEY, SUMMARY_KEY, process
+
+    out = tmp_path / "out"
+    state = process(str(sample_raw), str(out), batch_size=batch_size, workers=workers, return_state=True)
+    assert state.is_completed()
+    manifest = state.result()
+    assert isinstance(manifest, Manifest)
+    assert manifest.counts.model_dump() == SAMPLE_COUNTS
+
+    latest = out / "latest"
+    assert Manifest.model_validate_json((latest / "manifest.json").read_bytes()) == manifest
+    procedures = pd.read_parquet(latest / "procedures.parquet")
+    assert set(procedures["record_id"]) == SAMPLE_RECORD_IDS
+    sections = pq.read_table(latest / "sections.parquet")
+    assert set(sections.column("record_id").to_pylist()) == SAMPLE_RECORD_IDS
+    lines = (latest / "procedures.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["record_id"] for line in lines) == sorted(SAMPLE_RECORD_IDS)
+    rejects = pq.read_table(latest / "rejects.parquet").to_pylist()
+    assert len(rejects) == SAMPLE_COUNTS["rejects"] and all(r["reason"] for r in rejects)
+    for name, entry in manifest.files.items():
+        assert (latest / name).stat().st_size == entry.bytes
+        if name.endswith(".parquet"):
+            assert pq.read_metadata(latest / name).num_rows == entry.rows
+
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert set(artifacts) == {SUMMARY_KEY, REPORT_KEY}
+    table = json.loads(artifacts[SUMMARY_KEY].data)
+    counts = {row["name"]: row["value"] for row in table if row["group"] == "counts"}
+    assert counts == SAMPLE_COUNTS
+    coverage = {row["name"]: row["value"] for row in table if row["group"] == "coverage"}
+    assert coverage["indications"] == 1.0
+    assert sum(row["value"] for row in table if row["group"] == "rejects") == SAMPLE_COUNTS["rejects"]
+    assert "broken sidecar" in artifacts[REPORT_KEY].data
+
+
+def test_flow_batches_do_not_change_the_records(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path
+) -> None:
+    from pipeline.flows import process
+
+    one = process(str(sample_raw), str(tmp_path / "one"), batch_size=200, workers=2)
+    many = process(str(sample_raw), str(tmp_path / "many"), batch_size=1, workers=2)
+    assert one.counts == many.counts
+    a = (tmp_path / "one" / "latest" / "procedures.jsonl").read_text(encoding="utf-8")
+    b = (tmp_path / "many" / "latest" / "procedures.jsonl").read_text(encoding="utf-8")
+    assert a == b
+
+
+def test_flow_on_an_empty_folder_publishes_an_empty_version(prefect_harness: None, tmp_path: Path) -> None:
+    from pipeline.flows import process
+
+    (tmp_path / "raw").mkdir()
+    manifest = process(str(tmp_path / "raw"), str(tmp_path / "out"))
+    assert manifest.counts.model_dump() == {"inputs": 0, "records": 0, "rejects": 0, "duplicates": 0}
+    assert pd.read_parquet(tmp_path / "out" / "latest" / "procedures.parquet").empty
+
+
+def test_flow_refuses_a_missing_raw_folder(prefect_harness: None, tmp_path: Path) -> None:
+    from pipeline.flows import process
+
+    state = process(str(tmp_path / "nowhere"), str(tmp_path / "out"), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(UsageError, match="raw folder not found"):
+        state.result()
+    assert not (tmp_path / "out").exists()
