@@ -258,3 +258,21 @@ def test_fetched_at_is_read_leniently(value: Any, expected: datetime | None) -> 
 
 def test_a_bad_fetched_at_does_not_reject_the_page() -> None:
     assert build(fetched_at="not a date").source.fetched_at is None
+
+
+def test_deeply_nested_items_are_kept_flattened_below_the_depth_limit() -> None:
+    from pipeline.normalize.sections import MAX_ITEM_DEPTH
+
+    root = leaf = I("level 0")
+    for n in range(1, 3000):
+        child = I(f"level {n}")
+        leaf.children.append(child)
+        leaf = child
+    doc = Document(title="Splint", code_line="HCPCS code", blocks=[H("Recovery"), UL(root)])
+    rec = build(doc)
+    depth, items = 0, rec.sections[0].items
+    while items and items[0].items:
+        depth, items = depth + 1, items[0].items
+    assert depth == MAX_ITEM_DEPTH
+    assert len(rec.recovery) == 3000
+    assert rec.recovery[-1] == "level 2999"

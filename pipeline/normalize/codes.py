@@ -13,13 +13,14 @@ came from.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.errors import RejectedPage
+from pipeline.normalize.sections import iter_doc_items
 from pipeline.parse.document import BREADCRUMB, Document, Heading, ListBlock, Paragraph, clean
 from schemas import CODE_PATTERNS
 
@@ -159,16 +160,12 @@ def from_path(path: str | None) -> tuple[str | None, str | None, str | None]:
 def _page_texts(doc: Document) -> Iterable[str]:
     """Every text of the page in order (headings, paragraphs, items with their labels)."""
 
-    def items(its: Iterable[Any]) -> Iterable[str]:
-        for it in its:
-            yield f"{it.label}: {it.text}" if it.label else it.text
-            yield from items(it.children)
-
     for block in doc.blocks:
         if isinstance(block, (Heading, Paragraph)):
             yield block.text
         elif isinstance(block, ListBlock):
-            yield from items(block.items)
+            for it in iter_doc_items(block.items):
+                yield f"{it.label}: {it.text}" if it.label else it.text
 
 
 def _name_block_texts(doc: Document) -> list[str]:
@@ -239,32 +236,31 @@ def from_page(doc: Document) -> tuple[str | None, str | None, str | None]:
     return system, None, system_raw
 
 
-def _evidence(doc: Document, url: str | None, path: str | None, meta: Mapping[str, Any]) -> list[_Evidence]:
-    ev: list[_Evidence] = []
+def _evidence(
+    doc: Document, url: str | None, path: str | None, meta: Mapping[str, Any]
+) -> Iterator[_Evidence]:
+    """Evidence in order of precedence, computed lazily (the page is read only when needed)."""
     side_sys_raw = meta.get("code_system")
     side_sys = canonical_system(side_sys_raw)
     if side_sys_raw not in (None, "") and side_sys is None:
         raise RejectedPage(f"unknown code system {side_sys_raw!r} (from sidecar)", stage="normalize")
     side_code = meta.get("code")
-    ev.append(
-        _Evidence(
-            "sidecar",
-            side_sys,
-            normalize_code(side_code, side_sys) if side_code not in (None, "") else None,
-            str(side_sys_raw) if side_sys_raw else None,
-        )
+    yield _Evidence(
+        "sidecar",
+        side_sys,
+        normalize_code(side_code, side_sys) if side_code not in (None, "") else None,
+        str(side_sys_raw) if side_sys_raw else None,
     )
-    for origin, (system, code, raw) in (
-        ("URL", from_url(url or meta.get("url"))),
-        ("file path", from_path(path)),
-        ("page", from_page(doc)),
-    ):
-        ev.append(_Evidence(origin, system, normalize_code(code, system) if code else None, raw))
-    canonical = doc.meta.get("canonical") or doc.meta.get("canonical_url")
-    if canonical:
-        system, code, raw = from_url(canonical)
-        ev.append(_Evidence("page", system, normalize_code(code, system) if code else None, raw))
-    return ev
+    url = url if isinstance(url, str) else meta.get("url") if isinstance(meta.get("url"), str) else None
+    finders: list[tuple[str, Callable[[], tuple[str | None, str | None, str | None]]]] = [
+        ("URL", lambda: from_url(url)),
+        ("file path", lambda: from_path(path)),
+        ("page", lambda: from_page(doc)),
+        ("page", lambda: from_url(doc.meta.get("canonical") or doc.meta.get("canonical_url"))),
+    ]
+    for origin, find in finders:
+        system, code, raw = find()
+        yield _Evidence(origin, system, normalize_code(code, system) if code else None, raw)
 
 
 def resolve_code(doc: Document, *, url: str | None, path: str | None, meta: Mapping[str, Any]) -> CodeRef:
@@ -273,9 +269,15 @@ def resolve_code(doc: Document, *, url: str | None, path: str | None, meta: Mapp
     Raises with "no procedure code found (...)", "invalid <system> code '<code>' (from <origin>)",
     or "not a procedure page (ICD-10-CM diagnosis code <code>)".
     """
-    evidence = _evidence(doc, url, path, meta)
-    code_ev = next((e for e in evidence if e.code), None)
-    system_ev = next((e for e in evidence if e.system), None)
+    code_ev: _Evidence | None = None
+    system_ev: _Evidence | None = None
+    for ev in _evidence(doc, url, path, meta):
+        if system_ev is None and ev.system:
+            system_ev = ev
+        if code_ev is None and ev.code:
+            code_ev = ev
+        if code_ev is not None and system_ev is not None:
+            break
     if code_ev is None or code_ev.code is None:
         if system_ev is not None and system_ev.system in DIAGNOSIS_SYSTEMS:
             raise RejectedPage("not a procedure page (ICD-10-CM diagnosis page)", stage="normalize")

@@ -28,7 +28,7 @@ from pipeline.normalize.codes import (
 )
 from pipeline.normalize.fields import extract_fields
 from pipeline.normalize.names import extract_names
-from pipeline.normalize.sections import SectionDraft, build_outline, heading_text
+from pipeline.normalize.sections import SectionDraft, build_outline, heading_text, iter_doc_items
 from pipeline.normalize.vocabulary import Vocabulary, load_vocabulary
 from pipeline.parse.document import Document, Heading, ListBlock, Paragraph, clean
 from pipeline.parse.document import Item as DocItem
@@ -137,10 +137,9 @@ def similar_codes(drafts: list[SectionDraft], page_system: str, page_url: str | 
             out.append(sc)
 
     def walk(items: list[DocItem]) -> None:
-        for it in items:
+        for it in iter_doc_items(items):
             text = f"{it.label}: {it.text}" if it.label else it.text
             add(_similar_from(text, it.href, page_system, page_url))
-            walk(it.children)
 
     for d in drafts:
         if d.key != "similar_codes":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -123,9 +124,29 @@ class Outline:
         return [d.to_section() for d in self.drafts]
 
 
-def _convert(items: list[DocItem], promoted: list[_Sub]) -> tuple[list[Item], _Sub | None]:
+#: Deepest item nesting kept; deeper items are flattened onto this level (keeps every consumer's
+#: recursion bounded whatever a front end produces).
+MAX_ITEM_DEPTH = 12
+
+
+def iter_doc_items(items: list[DocItem]) -> Iterator[DocItem]:
+    """Every item and nested child in page order, without recursion."""
+    stack: list[Iterator[DocItem]] = [iter(items)]
+    while stack:
+        it = next(stack[-1], None)
+        if it is None:
+            stack.pop()
+            continue
+        yield it
+        if it.children:
+            stack.append(iter(it.children))
+
+
+def _convert(items: list[DocItem], promoted: list[_Sub], depth: int = 0) -> tuple[list[Item], _Sub | None]:
     """Document items -> record items. Bare labels become subsections (appended to ``promoted``);
     returns the items and the flattened subsection still open at the end of the list, if any."""
+    if depth >= MAX_ITEM_DEPTH:
+        items = [DocItem(i.text, i.label) for i in iter_doc_items(items)]
     out: list[Item] = []
     open_sub: _Sub | None = None
     for it in items:
@@ -133,12 +154,12 @@ def _convert(items: list[DocItem], promoted: list[_Sub]) -> tuple[list[Item], _S
             sub = _Sub(heading=_bare_heading(it))
             promoted.append(sub)
             if it.children:
-                sub.items, _ = _convert(it.children, promoted)
+                sub.items, _ = _convert(it.children, promoted, depth + 1)
                 open_sub = None
             else:
                 open_sub = sub
             continue
-        children, _ = _convert(it.children, promoted)
+        children, _ = _convert(it.children, promoted, depth + 1)
         text, label = clean(it.text), clean(it.label) if it.label else None
         if not text and not label and not children:
             continue
@@ -149,13 +170,12 @@ def _convert(items: list[DocItem], promoted: list[_Sub]) -> tuple[list[Item], _S
 
 def _flat_lines(items: list[DocItem]) -> list[str]:
     lines: list[str] = []
-    for it in items:
+    for it in iter_doc_items(items):
         text = clean(it.text)
         if it.label:
             lines.append(f"{clean(it.label)}: {text}".rstrip())
         elif text:
             lines.append(text)
-        lines.extend(_flat_lines(it.children))
     return lines
 
 
