@@ -310,6 +310,9 @@ class CrawlState:
             for o in old[1:]:
                 if "url" in o:
                     self.entries[o["url"]] = o
+            lock.seek(0, os.SEEK_END)
+            if lock.tell() and not self.path.read_bytes().endswith(b"\n"):
+                lock.write("\n")  # end the line a kill tore, so the next entry starts clean
         else:
             lock.seek(0)
             lock.truncate()
