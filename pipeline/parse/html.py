@@ -78,6 +78,7 @@ GLYPH = re.compile(r"^[•·▪◦‣∙]\s*")
 #: Whole-bold lines longer than this are emphasis, not headings.
 MAX_BOLD_HEADING_WORDS = 12
 MAX_LINE_HEADING_WORDS = 8
+MAX_HEADING_CHARS = 160
 MAX_LABEL_WORDS = 6
 #: A probationary (cookie-looking) region with more words than this is kept as content.
 PROBATION_WORDS = 60
@@ -436,19 +437,22 @@ class _Builder:
                 return
             self._marker_item(body, int(m.group(2)) if m.group(2) else None, href)
             return
-        words = len(text.split())
-        if bold and words <= MAX_BOLD_HEADING_WORDS and not (text.endswith(".") and not text.endswith("..")):
-            if text.endswith(":") and not is_known_heading(text):
+        if len(text) <= MAX_HEADING_CHARS:
+            words = text.count(" ") + 1  # the text is clean(): single spaces
+            sentence = text.endswith(".") and not text.endswith("..")  # bold emphasis, not a heading
+            if bold and words <= MAX_BOLD_HEADING_WORDS and not sentence:
+                if text.endswith(":"):
+                    self._heading(text, 8, "label")
+                else:
+                    self._heading(text, 7, "bold")
+                return
+            if words <= MAX_LINE_HEADING_WORDS and is_known_heading(text):
+                # kept as written: a trailing colon tells normalize it may be a sub-heading
+                self._emit(Heading(text, 2, "line"))
+                return
+            if text.endswith(":") and words <= MAX_LABEL_WORDS and text[0].isupper():
                 self._heading(text, 8, "label")
-            else:
-                self._heading(text, 7, "bold")
-            return
-        if words <= MAX_LINE_HEADING_WORDS and is_known_heading(text):
-            self._heading(text, 2, "line")
-            return
-        if text.endswith(":") and words <= MAX_LABEL_WORDS and text[0].isupper():
-            self._heading(text, 8, "label")
-            return
+                return
         self._emit(Paragraph(text, href))
 
     def _marker_item(self, text: str, number: int | None, href: str | None) -> None:
