@@ -32,6 +32,7 @@ from pipeline.version import __version__
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.text import Text
 
     from schemas import Manifest
 
@@ -225,18 +226,25 @@ def _range(rec: dict[str, Any], name: str) -> str | None:
     return str(lo) if lo == hi or hi is None else f"{lo if lo is not None else '?'}-{hi}"
 
 
-def _rule(title: str) -> RenderableType:
+def _rule(title: str | Text) -> RenderableType:
+    """A section heading: a blank line, then the title on a left-aligned rule."""
+    from rich.console import Group
     from rich.rule import Rule
     from rich.text import Text
 
-    return Rule(Text(title, style="bold"), align="left", style="dim")
+    text = Text(title, style="bold") if isinstance(title, str) else title
+    return Group(Text(""), Rule(text, align="left", style="dim"))
+
+
+def _indent(renderable: RenderableType, pad: tuple[int, int, int, int] = (0, 0, 0, 2)) -> RenderableType:
+    from rich.padding import Padding
+
+    return Padding(renderable, pad, expand=False)
 
 
 def render_record(rec: dict[str, Any]) -> RenderableType:
     """A record as rich renderables: title, names, sections with their lists, typed fields, sources."""
     from rich.console import Group
-    from rich.padding import Padding
-    from rich.rule import Rule
     from rich.table import Table
     from rich.text import Text
 
@@ -264,7 +272,7 @@ def render_record(rec: dict[str, Any]) -> RenderableType:
         title = Text(section.get("heading") or section.get("key") or "", style="bold")
         if section.get("key") not in (None, "other"):
             title.append(f"  [{section['key']}]", style="dim")
-        parts.append(Rule(title, align="left", style="dim"))
+        parts.append(_rule(title))
         body: list[RenderableType] = []
         if section.get("text"):
             body.append(Text(section["text"]))
@@ -272,9 +280,9 @@ def render_record(rec: dict[str, Any]) -> RenderableType:
         for sub in section.get("subsections") or []:
             body.append(Text(sub.get("heading") or "", style="bold italic"))
             if sub.get("text"):
-                body.append(Padding(Text(sub["text"]), (0, 0, 0, 2)))
-            body += [Padding(line, (0, 0, 0, 2)) for line in _items(sub.get("items") or [])]
-        parts.append(Padding(Group(*body), (0, 0, 0, 2)))
+                body.append(_indent(Text(sub["text"]), (0, 0, 0, 2)))
+            body += [_indent(line, (0, 0, 0, 2)) for line in _items(sub.get("items") or [])]
+        parts.append(_indent(Group(*body), (0, 0, 0, 2)))
 
     facts = Table.grid(padding=(0, 2))
     for label, value in (
@@ -288,14 +296,14 @@ def render_record(rec: dict[str, Any]) -> RenderableType:
         if value:
             facts.add_row(Text(label, style="dim"), Text(value))
     if facts.row_count:
-        parts += [_rule("Typed fields"), Padding(facts, (0, 0, 0, 2))]
+        parts += [_rule("Typed fields"), _indent(facts, (0, 0, 0, 2))]
 
     similar = rec.get("similar_codes") or []
     if similar:
         table = Table("system", "code", "title", box=None, padding=(0, 2), header_style="dim")
         for s in similar:
             table.add_row(s.get("code_system") or "", s.get("code") or "", Text(s.get("title") or ""))
-        parts += [_rule("Similar codes"), Padding(table, (0, 0, 0, 2))]
+        parts += [_rule("Similar codes"), _indent(table, (0, 0, 0, 2))]
 
     src = rec.get("source") or {}
     where = Table.grid(padding=(0, 2))
@@ -308,7 +316,7 @@ def render_record(rec: dict[str, Any]) -> RenderableType:
     ):
         if value:
             where.add_row(Text(label, style="dim"), Text(str(value)))
-    parts += [_rule("Source"), Padding(where, (0, 0, 0, 2))]
+    parts += [_rule("Source"), _indent(where, (0, 0, 0, 2))]
     return Group(*parts)
 
 

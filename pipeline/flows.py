@@ -187,8 +187,9 @@ def process(
     manifest: Manifest = publish_results(quote(results), out_dir, len(paths))
     c = manifest.counts
     log.info(
-        "publish: %d records, %d rejects, %d duplicates -> %s",
-        c.records, c.rejects, c.duplicates, Path(out_dir) / "versions" / manifest.run_id,
+        "publish: %d records, %d rejects, %d duplicate%s folded -> %s",
+        c.records, c.rejects, c.duplicates, "" if c.duplicates == 1 else "s",
+        Path(out_dir) / "versions" / manifest.run_id,
     )  # fmt: skip
 
     summary = run_summary(out_dir, manifest.run_id)

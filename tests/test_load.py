@@ -102,3 +102,20 @@ def test_run_summary_counts_reasons_and_section_coverage(published: Path) -> Non
 )
 def test_reason_group_keeps_the_general_part(reason: str, group: str) -> None:
     assert reason_group(reason) == group
+
+
+def test_readme_python_examples_run(
+    published: Path, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Python examples, executed against a published sample dataset and the repo's raw/."""
+    import re
+
+    if not (repo_root / "raw").is_dir():
+        pytest.skip("the repo's raw/ sample pages are absent")
+    blocks = re.findall(r"```python\n(.*?)```", (repo_root / "README.md").read_text(encoding="utf-8"), re.S)
+    assert blocks
+    (tmp_path / "processed").symlink_to(published, target_is_directory=True)
+    (tmp_path / "raw").symlink_to(repo_root / "raw", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
