@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_CACHE = Path("/tmp/procpipe_bench")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE) -> Path:
@@ -68,9 +69,10 @@ def procpipe_exe(given: str | None) -> str:
     return str(local) if local.exists() else (shutil.which("procpipe") or "procpipe")
 
 
-def _rss_of_tree(root: int) -> tuple[int, int]:
-    """(sum of RSS in bytes, number of processes) of ``root`` and all its descendants."""
+def _tree(root: int) -> tuple[int, dict[int, int]]:
+    """(summed RSS in bytes, {pid: CPU ticks so far}) of ``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -79,36 +81,47 @@ def _rss_of_tree(root: int) -> tuple[int, int]:
                 stat = fh.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split(None, 2)[1])
-        children.setdefault(ppid, []).append(int(name))
-    total, count, todo = 0, 0, [root]
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        pid = int(name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+    total, cpu, todo = 0, {}, [root]
     while todo:
         pid = todo.pop()
         try:
             with open(f"/proc/{pid}/statm", "rb") as fh:
                 total += int(fh.read().split()[1]) * PAGE_SIZE
-            count += 1
+            cpu[pid] = ticks.get(pid, 0)
         except OSError:
             pass
         todo += children.get(pid, [])
-    return total, count
+    return total, cpu
 
 
 class TreeMemory:
-    """Samples the summed RSS of a process tree every ``interval`` seconds; keeps the peak."""
+    """Samples a process tree every ``interval`` seconds: peak summed RSS, and CPU seconds used.
+
+    CPU time is the last value seen for each process, so a process's final <interval is missed.
+    """
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.pid, self.interval = pid, interval
         self.peak = 0
         self.peak_procs = 0
+        self._ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._ticks.values()) / CLK_TCK
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss, procs = _rss_of_tree(self.pid)
+            rss, cpu = _tree(self.pid)
+            self._ticks.update(cpu)
             if rss > self.peak:
-                self.peak, self.peak_procs = rss, procs
+                self.peak, self.peak_procs = rss, len(cpu)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemory:
@@ -126,11 +139,12 @@ class Timed:
     returncode: int
     peak_rss: int
     peak_procs: int
+    cpu_s: float
     output: str
 
 
 def timed_run(cmd: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> Timed:
-    """Run ``cmd``; wall time, exit code, peak RSS of its process tree, and the tail of its output."""
+    """Run ``cmd``: wall time, exit code, peak RSS and CPU seconds of its process tree, its output's tail."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -138,7 +152,7 @@ def timed_run(cmd: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> Timed
     with TreeMemory(proc.pid) as mem:
         out, _ = proc.communicate()
     dt = time.perf_counter() - t0
-    return Timed(dt, proc.returncode, mem.peak, mem.peak_procs, out[-4000:])
+    return Timed(dt, proc.returncode, mem.peak, mem.peak_procs, mem.cpu_seconds, out[-4000:])
 
 
 def machine() -> str:
