@@ -184,7 +184,7 @@ def process(
     log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
 
     # quote: Prefect would otherwise walk every nested record looking for futures
-    manifest: Manifest = publish_results(quote(results), out_dir, len(paths))
+    manifest: Manifest = publish_results(quote(results), out_dir, len(paths))  # type: ignore[call-overload]
     c = manifest.counts
     log.info(
         "publish: %d records, %d rejects, %d duplicate%s folded -> %s",
