@@ -393,3 +393,16 @@ def test_item_counts_agree_with_the_judges_counter() -> None:
     s = secs[0]
     assert section_item_count(s) == 8
     assert count_items(s.model_dump()) == 8
+
+
+def test_a_loose_alias_line_under_a_template_section_is_a_subsection() -> None:
+    _, secs = build_sections(
+        doc(H("Recovery"), UL(I("Rest the wrist.")), H("Follow-up"), UL(I("A check in a week.")))
+    )
+    assert keys(secs) == [("recovery", "Recovery")]
+    assert secs[0].subsections[0].heading == "Follow-up"
+
+
+def test_a_loose_alias_line_opens_a_section_on_a_page_outside_the_template() -> None:
+    _, secs = build_sections(doc(H("Overview"), Paragraph("A new knee."), H("Risks"), UL(I("Infection"))))
+    assert keys(secs) == [("summary", "Overview"), ("risks", "Risks")]

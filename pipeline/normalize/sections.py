@@ -4,9 +4,10 @@ Rules (nothing on the page is dropped; every word lands in the preamble or a sec
 
 - A heading in the vocabulary opens a top-level section with its canonical key. A *template* heading
   (``[template]`` in vocabulary.toml: the page template's own headings) always does; any other alias
-  ("Anesthesia:", "Tools and Equipment:") does only when it is a heading in its own right, not a
-  sub-heading of the current section (a deeper heading level, or a "Label:" line under a heading
-  written without a colon). As a sub-heading it becomes a subsection.
+  ("Anesthesia:", "Tools and Equipment:", "Goals") does only when it is a heading in its own right, not
+  a sub-heading of the current section: not deeper than the section's heading, not a "Label:" line
+  under a heading written without a colon, and, under a template heading, a real markup heading (h1-h6,
+  dt, summary) rather than a text or bold line. As a sub-heading it becomes a subsection.
 - A heading outside the vocabulary becomes a subsection when it sits under a section at a deeper
   level or in a sub-heading form (bold, "Label:"); otherwise it opens a section with key ``other``.
 - Paragraphs become ``text`` (joined by a blank line), lists become ``items`` (``Item.label`` kept).
@@ -42,6 +43,8 @@ from schemas import Item, Section, Subsection
 
 #: Heading forms that are sub-headings by nature (a whole-bold paragraph, a short "Label:" line).
 SUB_KINDS = frozenset({"bold", "label"})
+#: Heading forms that come from real markup (h1-h6, dt, summary) rather than a line of text or bold.
+MARKUP_KINDS = frozenset({"h", "dt", "summary"})
 _BARE_MAX_WORDS = 6
 
 
@@ -98,6 +101,7 @@ class SectionDraft(_Part):
     key: str = "other"
     level: int = 2
     label_form: bool = False
+    template: bool = False
     subsections: list[_Sub] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
 
@@ -232,12 +236,24 @@ class _Builder:
     def _opens_section(self, h: Heading, cur: SectionDraft | None) -> bool:
         if cur is None or heading_norm(h.text) in self.template:
             return True
-        if h.level > cur.level:
+        if h.level > cur.level or (_label_form(h) and not cur.label_form):
             return False
-        return not (_label_form(h) and not cur.label_form)
+        if cur.template:
+            # Under a template heading, a looser alias ("Goals", "Follow-up", "Anesthesia") written as a
+            # text line or a bold line is the page's own sub-heading; only real markup headings count.
+            return h.kind in MARKUP_KINDS
+        return True
 
     def _open(self, key: str, text: str, h: Heading) -> None:
-        self.drafts.append(SectionDraft(heading=text, key=key, level=h.level, label_form=_label_form(h)))
+        self.drafts.append(
+            SectionDraft(
+                heading=text,
+                key=key,
+                level=h.level,
+                label_form=_label_form(h),
+                template=heading_norm(h.text) in self.template,
+            )
+        )
         self.sub = None
 
     def paragraph(self, p: Paragraph) -> None:
