@@ -89,6 +89,8 @@ def test_hospital_stay_days(
         ("Full recovery can take 3 to 6 months.", (13, 26)),
         ("Most people recover in a few days.", (0, 1)),
         ("You can return to work after two weeks.", (2, 2)),
+        ("Most return to full activity within 2 to 3 weeks.", (2, 3)),
+        ("Healing takes up to 2-3 months.", (None, 13)),
         ("Normal activities can be resumed immediately.", (0, 0)),
         ("A follow-up appointment after 2 weeks checks the healing.", (None, None)),
         ("Keep the dressing dry.", (None, None)),

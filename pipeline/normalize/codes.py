@@ -310,6 +310,19 @@ def resolve_code(doc: Document, *, url: str | None, path: str | None, meta: Mapp
     return CodeRef(system, code, system_origin, code_ev.origin)
 
 
+def peek_code(doc: Document, *, url: str | None, path: str | None, meta: Mapping[str, Any]) -> str | None:
+    """ "system:code" of the first code evidence, unvalidated (for the detail of a reject), or None."""
+    try:
+        evidence = list(_evidence(doc, url, path, meta))
+    except RejectedPage:
+        return None
+    code_ev = next((e for e in evidence if e.code), None)
+    if code_ev is None:
+        return None
+    system = code_ev.system or next((e.system for e in evidence if e.system), None) or "unknown"
+    return f"{system}:{code_ev.code}"
+
+
 def strip_code_prefix(title: str | None, code: str) -> str | None:
     """The title without a leading copy of the code ("A4253 Blood glucose ..." -> "Blood glucose ...")."""
     if not title:

@@ -106,7 +106,7 @@ def find_spans(text: str, *, vague: bool = False) -> list[Span]:
         ua = _UNITS[m.group("ua").lower()] if m.group("ua") else ub
         lo, hi = _to(a, ua, ub), b
         q = (m.group("q") or "").lower()
-        if re.fullmatch(_Q_MAX, q):
+        if re.fullmatch(_Q_MAX, q) and q != "within":  # "within 2 to 3 weeks" keeps both ends
             lo = None
         elif re.fullmatch(_Q_MIN, q):
             hi = None

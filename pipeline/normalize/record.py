@@ -22,6 +22,7 @@ from pipeline.normalize.codes import (
     from_url,
     is_valid,
     normalize_code,
+    peek_code,
     resolve_code,
     strip_code_prefix,
     system_by_shape,
@@ -65,14 +66,6 @@ def diagnosis_headings(doc: Document, vocab: Vocabulary) -> list[str]:
     if named or (len(cond_keys) >= 2 and len(cond_keys) > len(proc_keys)):
         return found
     return []
-
-
-def _soft_code(doc: Document, url: str | None, path: str | None, meta: Mapping[str, Any]) -> str | None:
-    try:
-        ref = resolve_code(doc, url=url, path=path, meta=meta)
-    except RejectedPage:
-        return None
-    return f"{ref.code_system}:{ref.code}"
 
 
 def parse_when(value: Any) -> datetime | None:
@@ -227,7 +220,7 @@ def build_record(
         raise RejectedPage(
             f"not a procedure page (diagnosis page: {', '.join(diagnosis[:3])})",
             stage="normalize",
-            detail=_soft_code(doc, url, path, meta),
+            detail=peek_code(doc, url=url, path=path, meta=meta),
         )
     ref: CodeRef = resolve_code(doc, url=url, path=path, meta=meta)
     outline = build_outline(doc, vocab)
