@@ -47,8 +47,8 @@ class Model(BaseModel):
 class Item(Model):
     """One list item; ``label`` holds a leading "Label:" (without the colon)."""
 
-    text: str
     label: str | None = None
+    text: str
     items: list[Item] = Field(default_factory=list)
 
 
