@@ -193,6 +193,21 @@ def test_sections_items_and_similar_codes_are_keyed_child_tables(out: Path) -> N
     ]
 
 
+@pytest.mark.parametrize(("per_chunk", "chunk_bytes", "groups"), [(2, 1 << 30, 3), (1000, 1, 5)])
+def test_records_are_written_in_row_groups_without_loss_at_the_seams(
+    out: Path, monkeypatch: pytest.MonkeyPatch, per_chunk: int, chunk_bytes: int, groups: int
+) -> None:
+    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", per_chunk)
+    monkeypatch.setattr(writer, "CHUNK_BYTES", chunk_bytes)
+    codes = ["29881", "29882", "29883", "29884", "29885"]
+    publish([record(c) for c in reversed(codes)], out, inputs=5)
+    procedures = pq.ParquetFile(out / "latest" / "procedures.parquet")
+    assert procedures.metadata.num_row_groups == groups
+    assert procedures.read().column("code").to_pylist() == codes
+    items = pq.read_table(out / "latest" / "items.parquet")
+    assert items.column("code").to_pylist() == [c for c in codes for _ in range(4)]
+
+
 def test_items_deeper_than_the_parquet_nesting_are_kept(out: Path) -> None:
     deep: dict[str, Any] = {"text": "level 9"}
     for level in range(8, 0, -1):

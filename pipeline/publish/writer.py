@@ -12,8 +12,8 @@ moves, so a crash at any moment leaves the previous version (and what ``latest``
 
 Records are validated again against ``schemas.ProcedureRecord`` on the way in (an invalid one becomes
 a reject, stage ``validate``), spilled to a temporary file, and written out in ``record_id`` order in
-chunks of ``RECORDS_PER_CHUNK`` (one Parquet row group each), so memory holds the dedupe index and
-the rejects, not every record.
+chunks of at most ``RECORDS_PER_CHUNK`` records or ``CHUNK_BYTES`` of JSON (one Parquet row group
+each), so memory holds the dedupe index and the rejects, not every record.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from pipeline.publish.dedupe import Candidate, Folder
 from pipeline.version import parser_version
 from schemas.models import Counts, FileEntry, Manifest, ProcedureRecord, Reject
 
+#: A chunk (one Parquet row group per table) ends at this many records or this much record JSON.
 RECORDS_PER_CHUNK = 1000
+CHUNK_BYTES = 4 * 1024 * 1024
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LATEST_LINK = "latest"
 LATEST_FILE = "LATEST"
@@ -178,15 +180,19 @@ def _write_version(
         similar = _ParquetFile(folder_path / "similar_codes.parquet", tables.SIMILAR_CODES_SCHEMA)
         jsonl = _JsonlFile(folder_path / "procedures.jsonl")
         ids = sorted(folder.winners)
-        for start in range(0, len(ids), RECORDS_PER_CHUNK):
+        start = 0
+        while start < len(ids):
             rows: list[dict[str, Any]] = []
             s_rows: list[dict[str, Any]] = []
             i_rows: list[dict[str, Any]] = []
             c_rows: list[dict[str, Any]] = []
-            for rid in ids[start : start + RECORDS_PER_CHUNK]:
-                offset, length = folder.winners[rid].ref
+            size = 0
+            while start < len(ids) and len(rows) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
+                offset, length = folder.winners[ids[start]].ref
+                start += 1
                 spill.seek(offset)
                 line = spill.read(length)
+                size += length
                 jsonl.write(line)
                 record = ProcedureRecord.model_validate_json(line)
                 rows.append(tables.procedure_row(record))
