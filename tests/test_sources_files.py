@@ -91,6 +91,13 @@ def test_read_page_gives_relative_posix_path_bytes_and_sidecar_fields(tmp_path: 
     json.dumps(got.meta)  # JSON-able, so it can travel to and from worker processes
 
 
+def test_sidecar_fetched_at_may_be_a_day(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    page = write(raw / "a.md", "# Title")
+    write(raw / "a.meta.json", '{"fetched_at": "2025-09-12"}')
+    assert read_page(page, raw).meta["fetched_at"] == "2025-09-12T00:00:00Z"
+
+
 def test_page_without_sidecar_has_empty_meta(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     page = write(raw / "a.md", "# Title")

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import RejectedPage
 
@@ -55,13 +55,21 @@ class Sidecar(BaseModel):
     url: str | None = None
     code_system: str | None = None
     code: str | None = None
-    fetched_at: datetime | None = None
+    fetched_at: datetime | None = Field(default=None, strict=False)
     content_type: str | None = None
     status: int | None = None
     etag: str | None = None
     last_modified: str | None = None
     sha256: str | None = None
     source: str | None = None
+
+    @field_validator("fetched_at", mode="before")
+    @classmethod
+    def _date_only(cls, v: Any) -> Any:
+        # a hand-written sidecar may give just the day: midnight UTC
+        if isinstance(v, str) and len(v) == 10 and v[4] == "-" and v[7] == "-":
+            return v + "T00:00:00Z"
+        return v
 
     @field_validator("sha256")
     @classmethod
