@@ -158,7 +158,7 @@ def _es(n: int) -> str:
 
 @flow(name="process", log_prints=False)
 def process(
-    raw_dir: str = "raw", out_dir: str = "processed", batch_size: int = 200, workers: int = 2
+    raw_dir: str | Path = "raw", out_dir: str | Path = "processed", batch_size: int = 200, workers: int = 2
 ) -> Manifest:
     """Every page under ``raw_dir`` into a new published version of ``out_dir``; returns its manifest."""
     from pipeline.load import run_summary
@@ -178,13 +178,13 @@ def process(
     )  # fmt: skip
 
     with _shared_pool(workers, len(batches)) as pool:
-        futures = parse_batch.map(batches, unmapped(raw_dir), unmapped(pool))
+        futures = parse_batch.map(batches, unmapped(str(raw)), unmapped(pool))
         results = [r for f in futures for r in f.result()]
     parsed = sum("record" in r for r in results)
     log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
 
     # quote: Prefect would otherwise walk every nested record looking for futures
-    manifest: Manifest = publish_results(quote(results), out_dir, len(paths))  # type: ignore[call-overload]
+    manifest: Manifest = publish_results(quote(results), str(out_dir), len(paths))  # type: ignore[call-overload]
     c = manifest.counts
     log.info(
         "publish: %d records, %d rejects, %d duplicate%s folded -> %s",

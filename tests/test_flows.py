@@ -68,7 +68,7 @@ def test_flow_batches_do_not_change_the_records(
 ) -> None:
     from pipeline.flows import process
 
-    one = process(str(sample_raw), str(tmp_path / "one"), batch_size=200, workers=2)
+    one = process(sample_raw, tmp_path / "one", batch_size=200, workers=2)  # Path or str
     many = process(str(sample_raw), str(tmp_path / "many"), batch_size=1, workers=2)
     assert one.counts == many.counts
     a = (tmp_path / "one" / "latest" / "procedures.jsonl").read_text(encoding="utf-8")
