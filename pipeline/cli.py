@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    _quiet_prefect()  # every command that may start Prefect (run, process, refresh) gets the same defaults
     try:
         return int(func(args))
     except UsageError as exc:
