@@ -458,3 +458,17 @@ def test_guard_refuses_a_non_start_host_that_resolves_to_loopback() -> None:
     assert refused is not None and refused.kind == "private_address"
     assert "refused non-public address" in refused.reason
     assert [h.path for h in site.hits()] == [site.pages[0].path]  # localhost never reached the server
+
+
+def test_a_crawl_delay_learnt_after_a_request_also_spaces_the_next_one() -> None:
+    async def no_sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    limiter = HostRateLimiter(1000, jitter=0.0, margin=0.0, clock=lambda: 0.0, sleep=no_sleep)
+
+    async def go() -> list[float]:
+        first = await limiter.acquire("a.test")  # robots.txt, fetched before its Crawl-delay is known
+        limiter.set_delay("a.test", 2.0)
+        return [first, await limiter.acquire("a.test"), await limiter.acquire("a.test")]
+
+    assert asyncio.run(go()) == [0.0, 2.0, 4.0]

@@ -47,7 +47,7 @@ class CrawlSettings(BaseModel):
         default=0.1, ge=0, le=1, description="random extra delay, as a fraction of the interval"
     )
     rate_margin: float = Field(
-        default=0.02, ge=0, description="safety margin on the interval for clock noise"
+        default=0.05, ge=0, description="safety margin on the interval, for send delays under load"
     )
     retries: int = Field(
         default=4, ge=0, description="retries after the first attempt (429, 5xx, timeouts, ...)"

@@ -101,6 +101,7 @@ class _HostSlot:
     interval: float
     next_at: float = 0.0
     blocked_until: float = 0.0
+    last_start: float | None = None
 
 
 class HostRateLimiter:
@@ -115,7 +116,7 @@ class HostRateLimiter:
         rate: float,
         *,
         jitter: float = 0.1,
-        margin: float = 0.02,
+        margin: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -146,6 +147,8 @@ class HostRateLimiter:
             if seconds > st.interval:
                 self.stats.inc("rate/crawl_delay_applied")
                 st.interval = float(seconds)
+                if st.last_start is not None:  # the slot already handed out used the old interval
+                    st.next_at = max(st.next_at, st.last_start + st.interval * (1.0 + self.margin))
 
     def pause(self, host: str, seconds: float) -> None:
         """Hold every request to ``host`` for ``seconds`` (a Retry-After)."""
@@ -161,6 +164,7 @@ class HostRateLimiter:
             now = self._clock()
             at = max(now, st.next_at, st.blocked_until)
             st.next_at = at + st.interval * (1.0 + self.margin) + st.interval * self.jitter * self._rng()
+            st.last_start = at
             if at > now:
                 await self._sleep(at - now)
                 waited += at - now
