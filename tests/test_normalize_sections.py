@@ -406,3 +406,24 @@ def test_a_loose_alias_line_under_a_template_section_is_a_subsection() -> None:
 def test_a_loose_alias_line_opens_a_section_on_a_page_outside_the_template() -> None:
     _, secs = build_sections(doc(H("Overview"), Paragraph("A new knee."), H("Risks"), UL(I("Infection"))))
     assert keys(secs) == [("summary", "Overview"), ("risks", "Risks")]
+
+
+def test_unknown_bold_heading_beside_bold_sections_opens_other_section() -> None:
+    from pipeline.normalize.sections import build_sections
+    from pipeline.parse.document import Document, Heading, Paragraph
+
+    doc = Document(
+        title="Sample injection",
+        code_line="HCPCS code",
+        blocks=[
+            Heading("Summary", 7, "bold"),
+            Paragraph("A short injection given in the clinic."),
+            Heading("Billing Remarks", 7, "bold"),
+            Paragraph("Billed once per visit."),
+            Heading("Dose Notes:", 8, "label"),
+            Paragraph("Weight based."),
+        ],
+    )
+    _, sections = build_sections(doc)
+    assert [(s.key, s.heading) for s in sections] == [("summary", "Summary"), ("other", "Billing Remarks")]
+    assert [sub.heading for sub in sections[1].subsections] == ["Dose Notes"]

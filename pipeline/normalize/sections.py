@@ -223,7 +223,8 @@ class _Builder:
             self._open(key, text, h)
         elif cur is not None and (
             h.level > cur.level
-            or h.kind in SUB_KINDS
+            # a bold line is a sub-heading, except beside sections whose own headings are bold lines
+            or (h.kind in SUB_KINDS and not (h.kind == "bold" and h.level <= cur.level))
             or key is not None
             or (_label_form(h) and not cur.label_form)
         ):
