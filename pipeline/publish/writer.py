@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from pipeline.publish import tables
 from pipeline.publish.dedupe import Candidate, Folder
+from pipeline.publish.extras import write_extras
 from pipeline.version import parser_version
 from schemas.models import Counts, FileEntry, Manifest, ProcedureRecord, Reject
 
@@ -218,6 +219,7 @@ def _write_version(
     reject_rows = [r.model_dump() for r in rejects]
     files.update(_write_pair(folder_path, "rejects", reject_rows, tables.REJECTS_SCHEMA))
     files.update(_write_pair(folder_path, "duplicates", folder.duplicate_rows(), tables.DUPLICATES_SCHEMA))
+    files.update(write_extras(folder_path))
 
     manifest = Manifest(
         parser_version=parser_version(),
