@@ -237,11 +237,9 @@ class Crawler:
             self._emit("disallowed", url)
             return
         source = self.job.source
-        done = self.state.stored(url) if self.result.resumed else None
-        if done is not None:
-            prev = await asyncio.to_thread(self.store.lookup, url, source, done.get("path"))
-            same = prev is not None and prev.sha256 == done.get("sha256")
-            if prev is not None and same and await asyncio.to_thread(prev.intact):
+        if self.result.resumed:
+            prev = await asyncio.to_thread(self._stored_by_this_run, url)
+            if prev is not None:
                 self.result.skipped += 1
                 self.stats.inc("resume/skipped")
                 self._emit("skipped", url)
@@ -293,6 +291,21 @@ class Crawler:
         self.state.record(url, outcome, path=self.store.relative(path), sha256=sha)
         self._emit(outcome, url)
         await self._follow(resp.content, resp.final_url, depth)
+
+    def _stored_by_this_run(self, url: str) -> StoredPage | None:
+        """The intact stored page of ``url`` if the interrupted run being resumed already stored it:
+        journalled, or written after the run began (a kill can land between the write and the journal)."""
+        done = self.state.stored(url)
+        prev = self.store.lookup(url, self.job.source, done.get("path") if done else None)
+        if prev is None or not prev.intact():
+            return None
+        if done is not None:
+            return prev if prev.sha256 == done.get("sha256") else None
+        fetched_at = prev.meta.get("fetched_at")
+        if isinstance(fetched_at, str) and self.state.started and fetched_at >= self.state.started:
+            self.stats.inc("resume/unjournalled")
+            return prev
+        return None
 
     async def _follow(self, content: bytes, base_url: str, depth: int) -> None:
         if depth >= self.settings.follow_similar:

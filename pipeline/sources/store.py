@@ -271,6 +271,7 @@ class CrawlState:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.resumed = False
+        self.started = ""  # ISO time the run began (resumed runs keep the original)
         self.entries: dict[str, dict[str, Any]] = {}
         self._fh: IO[str] | None = None
 
@@ -307,6 +308,7 @@ class CrawlState:
         finished = any(o.get("event") == "completed" for o in old)
         if old and first.get("event") == "run" and first.get("fingerprint") == fingerprint and not finished:
             self.resumed = True
+            self.started = str(first.get("started") or "")
             for o in old[1:]:
                 if "url" in o:
                     self.entries[o["url"]] = o
@@ -316,7 +318,8 @@ class CrawlState:
         else:
             lock.seek(0)
             lock.truncate()
-            header = {"event": "run", "fingerprint": fingerprint, "started": utc_now_iso()}
+            self.started = utc_now_iso()
+            header = {"event": "run", "fingerprint": fingerprint, "started": self.started}
             lock.write(json.dumps(header) + "\n")
             lock.flush()
         self._fh = lock
