@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from pipeline.limits import check_deadline
 from pipeline.normalize.vocabulary import is_known_heading
 from pipeline.parse.document import (
     BREADCRUMB,
@@ -51,6 +52,7 @@ _ALNUM = re.compile(r"[^\W_]")
 _WHOLE_BOLD = re.compile(r"(?:\*\*([^*\n]+)\*\*|__([^_\n]+)__)\s*(:?)")
 _SETEXT = re.compile(r"(=+|-{2,})")
 _FENCE = re.compile(r"(`{3,}|~{3,})")
+_QUOTES = re.compile(r"(?:>\s*)+")
 _TABLE_RULE = re.compile(r"[|:\-\s]+")
 # A Markdown heading left at the end of a line ("... text. ##### Patient Criteria").
 _TAIL_ATX = re.compile(r"\s(#{2,6})[ \t]+([A-Z][^#\n]{0,100}?)[ \t#]*$")
@@ -197,6 +199,7 @@ class _Parser:
         self.seen_heading = False
         self.last_para: tuple[int, int] | None = None  # (line number, block index) of a paragraph
         self.last_item_line = -2  # line number of the last bullet (Markdown continuation lines)
+        self.more: dict[int, tuple[Item, list[str]]] = {}  # continuation lines of Markdown items
 
     # -- entry -----------------------------------------------------------------------------------
     def parse(self, text: str) -> Document:
@@ -204,6 +207,8 @@ class _Parser:
         start = self._front_matter(lines) if self.md else 0
         fence: str | None = None
         for no in range(start, len(lines)):
+            if not no & 1023:
+                check_deadline()  # the per-page time budget, where no alarm signal can enforce it
             raw = lines[no]
             stripped = raw.strip()
             if self.md:
@@ -221,6 +226,8 @@ class _Parser:
             if not stripped:
                 continue
             self._line(no, raw, stripped)
+        for item, parts in self.more.values():
+            item.text = clean(" ".join([item.text, *parts]))
         return self.doc
 
     def _front_matter(self, lines: list[str]) -> int:
@@ -244,8 +251,8 @@ class _Parser:
             return
         indent = _indent(raw)
         if self.md:
-            while s.startswith(">"):  # block quote: parse what it quotes
-                s = s[1:].strip()
+            if s.startswith(">"):  # block quote (nested or not): parse what it quotes
+                s = s[_QUOTES.match(s).end() :].strip()  # type: ignore[union-attr]
                 indent = 0
             if not s:
                 return
@@ -276,7 +283,8 @@ class _Parser:
             if indent > self.stack[-1][0]:  # an indented continuation of the item above
                 item = self.stack[-1][1]
                 more, _ = self._inline(s)
-                item.text = clean(f"{item.text} {more}")
+                # joined once at the end: re-cleaning the growing text per line would be quadratic
+                self.more.setdefault(id(item), (item, []))[1].append(more)
                 self.last_item_line = no
                 return
         self._close_list()
