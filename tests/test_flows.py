@@ -4,12 +4,14 @@ the run-summary artifacts, and outputs read back with pandas and pyarrow."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE_COUNTS, SAMPLE_RECORD_IDS
+from conftest import SAMPLE_COUNTS, SAMPLE_RECORD_IDS, write_pages
 
 from pipeline.errors import UsageError
 from schemas import Manifest
@@ -93,3 +95,28 @@ def test_flow_refuses_a_missing_raw_folder(prefect_harness: None, tmp_path: Path
     with pytest.raises(UsageError, match="raw folder not found"):
         state.result()
     assert not (tmp_path / "out").exists()
+
+
+def crashing_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+    """The real batch worker, except that it dies outright (like a segfault) on a page named crash*."""
+    from pipeline.process import process_batch
+
+    if any(Path(p).name.startswith("crash") for p in paths):
+        os._exit(70)
+    return process_batch(paths, raw_dir)
+
+
+def test_a_dying_worker_costs_only_its_own_pages(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import flows
+
+    raw = write_pages(tmp_path / "raw")
+    (raw / "site" / "cpt" / "crash.txt").write_text("kills its worker", encoding="utf-8")
+    monkeypatch.setattr(flows, "process_batch", crashing_batch)
+    manifest = flows.process(raw, tmp_path / "out", batch_size=1, workers=2)
+    assert manifest.counts.model_dump() == {**SAMPLE_COUNTS, "inputs": 8, "rejects": 4}
+    rejects = {
+        r["source"]: r["reason"] for r in pq.read_table(tmp_path / "out/latest/rejects.parquet").to_pylist()
+    }
+    assert rejects["site/cpt/crash.txt"] == "internal error: worker process failed: BrokenProcessPool"
