@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -201,3 +201,18 @@ class Manifest(Model):
     created_at: datetime
     counts: Counts
     files: dict[str, FileEntry] = Field(default_factory=dict)
+    # refresh bookkeeping (optional: manifests written before these fields still read)
+    #: the version this one was compared with (change report, gates)
+    previous_run_id: str | None = None
+    #: hash of what besides a page's bytes decides its result (parser code, vocabulary, limits)
+    reuse_key: str | None = None
+    #: inputs whose result was taken from the previous version instead of being parsed again
+    reused: int | None = None
+    #: record counts against ``previous_run_id``: added, removed, changed, unchanged
+    changes: dict[str, int] | None = None
+    #: what the quality gates judged: inputs, records, rejects, reject_rate, coverage by section
+    quality: dict[str, Any] | None = None
+    #: one result per quality gate: gate, passed, value, limit, message (skipped: why not judged)
+    gates: list[dict[str, Any]] | None = None
+    #: published with --force although a gate failed
+    forced: bool = False
