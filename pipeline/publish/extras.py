@@ -2,11 +2,21 @@
 
 Each writer takes the version folder (holding procedures.jsonl, the Parquet tables, rejects and
 duplicates) and returns ``{file name: FileEntry}`` for what it wrote, so the manifest lists and
-hashes those files too. Writers run in the order of ``WRITERS``.
+hashes those files too. Writers run in the order of ``WRITERS``; ``LAST`` (the Frictionless data
+package, which describes the tables found in the folder) always runs after all of them, so a table
+written by a writer registered later is still described.
+
+The derived files (see each module):
+
+- ``search.sqlite``: the full-text search index (search_index.py)
+- ``json/<system>/<code>.json`` and ``json/index.json``: files an app can serve (appfiles.py)
+- ``datapackage.json``: a Frictionless Data Package v2 describing every Parquet table (datapackage.py)
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +24,43 @@ from schemas import FileEntry
 
 Writer = Callable[[Path], dict[str, FileEntry]]
 
-WRITERS: list[Writer] = []
+
+def file_entry(path: Path, rows: int | None = None, *, fsync: bool = True) -> FileEntry:
+    """sha256, size and rows of a written file; fsynced (the version is renamed into place after)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+        if fsync:
+            os.fsync(fh.fileno())
+    return FileEntry(sha256=digest.hexdigest(), rows=rows, bytes=path.stat().st_size)
+
+
+def _search_index(folder: Path) -> dict[str, FileEntry]:
+    from pipeline.publish.search_index import write_search_index
+
+    return write_search_index(folder)
+
+
+def _app_files(folder: Path) -> dict[str, FileEntry]:
+    from pipeline.publish.appfiles import write_app_files
+
+    return write_app_files(folder)
+
+
+def _datapackage(folder: Path) -> dict[str, FileEntry]:
+    from pipeline.publish.datapackage import write_datapackage
+
+    return write_datapackage(folder)
+
+
+WRITERS: list[Writer] = [_search_index, _app_files]
+#: Runs after every writer in ``WRITERS``: it describes the Parquet files written before it.
+LAST: Writer = _datapackage
 
 
 def write_extras(folder: Path) -> dict[str, FileEntry]:
     files: dict[str, FileEntry] = {}
-    for writer in WRITERS:
+    for writer in [*WRITERS, LAST]:
         files.update(writer(folder))
     return files

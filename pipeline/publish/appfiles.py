@@ -1,0 +1,98 @@
+"""Files an app can serve as they are: one JSON file per record and an index of them.
+
+Layout inside a version folder::
+
+    json/index.json              [{"code", "system", "title", "path", "sha256", "bytes"}, ...]
+    json/<system>/<code>.json    one record, exactly its line of procedures.jsonl
+
+``path`` is relative to ``json/`` (``cpt/63185.json``), so serving the ``json/`` folder as static
+files makes ``index.json`` and every record reachable at once. The index is in ``record_id`` order.
+
+The manifest lists ``json/index.json`` (rows = records) and the index carries each record file's
+sha256 and size: one chain of hashes covers every file without a manifest entry per record (a
+manifest of 100,000 entries would cost every reader of it). ``AppIndexEntry`` is the index's
+contract (its JSON Schema is ``schemas/app-index.schema.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas import FileEntry
+
+JSON_DIR = "json"
+INDEX_NAME = "index.json"
+
+
+class AppIndexEntry(BaseModel):
+    """One record in ``json/index.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    system: str = Field(description="code system: cpt, hcpcs, icd10pcs or cdt")
+    title: str | None = None
+    path: str = Field(description="the record's file, relative to json/ (cpt/63185.json)")
+    sha256: str = Field(description="sha256 of the record's file")
+    bytes: int
+
+
+def _write(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_app_files(folder: Path) -> dict[str, FileEntry]:
+    """Publish-time writer: ``json/<system>/<code>.json`` per record, then ``json/index.json``."""
+    from pipeline.publish.extras import file_entry
+
+    root = folder / JSON_DIR
+    root.mkdir(exist_ok=True)
+    entries: list[dict[str, object]] = []
+    made: set[str] = set()
+    with (folder / "procedures.jsonl").open("rb") as fh:
+        for line in fh:
+            line = line.rstrip(b"\n")
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            system, code = rec["code_system"], rec["code"]
+            if system not in made:
+                (root / system).mkdir(exist_ok=True)
+                made.add(system)
+            rel = f"{system}/{code}.json"
+            _write(root / rel, line)
+            entry = AppIndexEntry(
+                code=code,
+                system=system,
+                title=rec.get("title"),
+                path=rel,
+                sha256=hashlib.sha256(line).hexdigest(),
+                bytes=len(line),
+            )
+            entries.append(entry.model_dump())
+    index = root / INDEX_NAME
+    index.write_text(json.dumps(entries, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    for sub in [root / s for s in sorted(made)] + [root]:
+        _fsync_dir(sub)
+    return {f"{JSON_DIR}/{INDEX_NAME}": file_entry(index, len(entries))}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,151 @@
+"""The full-text search index of a version: ``search.sqlite``, an SQLite FTS5 table built at publish time.
+
+Why SQLite FTS5: it ships with Python (``sqlite3``, no extension to download at run time), ranks with
+BM25 (``bm25()``, with a weight per column), stems English with the ``porter`` tokenizer, understands
+phrase (``"spinal stenosis"``) and prefix (``lamin*``) queries, and cuts a snippet around the hits
+(``snippet()``). The index is one file inside the version folder, so it is versioned, hashed in the
+manifest and switched with ``latest`` like every other file; readers open it read-only.
+
+One FTS row per record, columns (weight in ``WEIGHTS``):
+
+- ``code``: the code, so a code or a prefix of one (``631*``) matches too
+- ``title``: the page title
+- ``names``: procedure name, common names, technical term (the words people use)
+- ``summary``: the Summary and Purpose sections
+- ``body``: the preamble and every other section: headings, text, list items, sub-sections
+
+``record_id`` and ``code_system`` are stored unindexed beside them, for the ``--system`` filter.
+The ``meta`` table keeps the index format and the weights, so a reader ranks with the weights the
+index was built for.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from schemas import FileEntry
+
+INDEX_FILE = "search.sqlite"
+INDEX_FORMAT = "1"
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+#: FTS columns in table order, and their BM25 weights (names and title count most).
+WEIGHTS: dict[str, float] = {"code": 10.0, "title": 5.0, "names": 8.0, "summary": 2.0, "body": 1.0}
+#: Sections not indexed in ``body``: the name section repeats ``names``; similar codes are other records.
+_NOT_BODY = frozenset({"name", "summary", "purpose", "similar_codes"})
+_SUMMARY = ("summary", "purpose")
+_BATCH = 500
+
+
+def _item_lines(items: list[dict[str, Any]]) -> Iterator[str]:
+    stack = list(reversed(items))
+    while stack:
+        item = stack.pop()
+        label = item.get("label")
+        yield f"{label}: {item.get('text') or ''}" if label else str(item.get("text") or "")
+        stack.extend(reversed(item.get("items") or []))
+
+
+def _section_lines(section: dict[str, Any], *, heading: bool) -> Iterator[str]:
+    if heading and section.get("heading"):
+        yield str(section["heading"])
+    if section.get("text"):
+        yield str(section["text"])
+    yield from _item_lines(section.get("items") or [])
+    for sub in section.get("subsections") or []:
+        if sub.get("heading"):
+            yield str(sub["heading"])
+        if sub.get("text"):
+            yield str(sub["text"])
+        yield from _item_lines(sub.get("items") or [])
+
+
+def index_columns(record: dict[str, Any]) -> dict[str, str]:
+    """The text of each FTS column for one record (a ``procedures.jsonl`` object)."""
+    names = [record.get("procedure_name"), *(record.get("common_names") or []), record.get("technical_term")]
+    summary: list[str] = []
+    body: list[str] = list(record.get("preamble") or [])
+    for section in record.get("sections") or []:
+        key = section.get("key")
+        if key in _SUMMARY:
+            summary.extend(_section_lines(section, heading=False))
+        elif key not in _NOT_BODY:
+            body.extend(_section_lines(section, heading=True))
+    return {
+        "code": str(record.get("code") or ""),
+        "title": str(record.get("title") or ""),
+        "names": "; ".join(dict.fromkeys(n for n in names if n)),
+        "summary": "\n".join(summary),
+        "body": "\n".join(body),
+    }
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    cols = ", ".join(WEIGHTS)
+    db.executescript(
+        f"""
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE docs(
+            rowid INTEGER PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, code_system TEXT NOT NULL,
+            code TEXT NOT NULL, title TEXT
+        );
+        CREATE INDEX docs_code ON docs(code);
+        CREATE VIRTUAL TABLE fts USING fts5({cols}, code_system UNINDEXED, tokenize = '{TOKENIZER}');
+        """
+    )
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("format", INDEX_FORMAT), ("tokenizer", TOKENIZER), ("weights", json.dumps(WEIGHTS))],
+    )
+
+
+def build_index(records_jsonl: Path, index_path: Path) -> int:
+    """Write an FTS5 index of every record in ``records_jsonl`` to ``index_path``; returns the count."""
+    if index_path.exists():
+        index_path.unlink()
+    db = sqlite3.connect(index_path)
+    n = 0
+    try:
+        db.execute("PRAGMA journal_mode = OFF")  # a half-written index dies with its unpublished folder
+        db.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
+        create_schema(db)
+        docs: list[tuple[Any, ...]] = []
+        fts: list[tuple[Any, ...]] = []
+        with records_jsonl.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                n += 1
+                cols = index_columns(rec)
+                docs.append((n, rec["record_id"], rec["code_system"], rec["code"], rec.get("title")))
+                fts.append((n, *cols.values(), rec["code_system"]))
+                if len(docs) >= _BATCH:
+                    _flush(db, docs, fts)
+        _flush(db, docs, fts)
+        db.execute("INSERT INTO meta VALUES ('records', ?)", (str(n),))
+        db.execute("INSERT INTO fts(fts) VALUES ('optimize')")
+        db.commit()
+    finally:
+        db.close()
+    return n
+
+
+def _flush(db: sqlite3.Connection, docs: list[tuple[Any, ...]], fts: list[tuple[Any, ...]]) -> None:
+    marks = ", ".join("?" * (len(WEIGHTS) + 2))
+    db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", docs)
+    db.executemany(f"INSERT INTO fts(rowid, {', '.join(WEIGHTS)}, code_system) VALUES ({marks})", fts)
+    docs.clear()
+    fts.clear()
+
+
+def write_search_index(folder: Path) -> dict[str, FileEntry]:
+    """Publish-time writer: ``search.sqlite`` from the version's ``procedures.jsonl``."""
+    from pipeline.publish.extras import file_entry
+
+    path = folder / INDEX_FILE
+    rows = build_index(folder / "procedures.jsonl", path)
+    return {INDEX_FILE: file_entry(path, rows)}
