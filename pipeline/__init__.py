@@ -3,7 +3,8 @@
 Public Python API (mirrors the ``procpipe`` command line):
 
 - ``parse_page(content, *, url=None, path=None, meta=None) -> ProcedureRecord``
-- ``load_procedures(out_dir="processed", version="latest") -> pandas.DataFrame``
+- ``load_procedures(out_dir="processed", version="latest") -> pandas.DataFrame`` (and load_sections, ...)
+- ``search(query, *, system=None, limit=10, out_dir="processed", version="latest") -> list[dict]``
 - ``RejectedPage``: raised by ``parse_page`` with a one-line reason
 """
 
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from pipeline import load
 
         return getattr(load, name)
+    if name == "search":  # the module pipeline.search is callable too, once imported it is the attribute
+        from pipeline.search import search
+
+        return search
     raise AttributeError(name)

@@ -2,7 +2,8 @@
 
 Commands: ``run`` (the main job: raw/ -> processed/ through the Prefect flow), ``process`` (the same
 with folders and knobs given), ``parse FILE`` (one page -> one record as JSON), ``show CODE`` (a
-published record, readably), plus the scraper's commands (``pipeline.sources.scrape_cli``).
+published record, readably), plus the scraper's commands (``pipeline.sources.scrape_cli``) and
+``search`` (``pipeline.search_cli``).
 
 Exit codes: 0 done (rejected pages are allowed: they are accounted for in the output), 1 failed (a
 one-line error on stderr, or the page was rejected for ``parse``), 2 usage (bad arguments, missing
@@ -390,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.sources import scrape_cli
 
     scrape_cli.add_commands(sub)
+    from pipeline import search_cli
+
+    search_cli.add_commands(sub)
     return parser
 
 

@@ -1,9 +1,11 @@
 """Analyst helpers: the published tables as pandas DataFrames with the right dtypes.
 
 Every loader reads one table of a published version (``latest`` by default, or a run id from
-``processed/versions/``) with Arrow-backed dtypes (``dtype_backend="pyarrow"``: nullable, nested lists
-and structs kept as they are), ``code_system`` as a pandas categorical and timestamps in UTC.
-Nothing published yet raises ``FileNotFoundError`` with a one-line message saying what to run.
+``processed/versions/``) with Arrow-backed dtypes (``dtype_backend="pyarrow"``: strings, nullable
+integers for the typed fields, nested lists and structs kept as they are), the few-valued columns
+(``code_system``, a section ``key``, a reject's ``stage``, a change's ``change``) as pandas
+categoricals and timestamps in UTC. Nothing published yet raises ``FileNotFoundError`` with a
+one-line message saying what to run.
 
 ``run_summary`` gives what a person wants after a run (counts, rejects by reason, section coverage)
 from the published files alone, so the flow's artifact and the command line say the same thing.
@@ -31,9 +33,12 @@ TABLES: dict[str, str] = {
     "similar_codes": "similar_codes.parquet",
     "rejects": "rejects.parquet",
     "duplicates": "duplicates.parquet",
+    "changes": "changes.parquet",
 }
 
+#: Columns loaded as categoricals, in every table, and per table (``key`` means a section key there).
 _CATEGORICAL = ("code_system", "similar_code_system", "stage")
+_CATEGORICAL_IN = {"sections": ("key",), "items": ("section_key",), "changes": ("change",)}
 
 
 def version_dir(out_dir: str | Path = "processed", version: str = "latest") -> Path:
@@ -78,8 +83,9 @@ def _load(table: str, out_dir: str | Path, version: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the version is incomplete or older than this table")
     df = pd.read_parquet(path, dtype_backend="pyarrow")
+    categorical = _CATEGORICAL + _CATEGORICAL_IN.get(table, ())
     for col in df.columns:
-        if col in _CATEGORICAL:
+        if col in categorical:
             df[col] = df[col].astype("category")
         elif _is_naive_timestamp(df[col]):
             df[col] = df[col].dt.tz_localize("UTC")
@@ -125,6 +131,30 @@ def load_similar(out_dir: str | Path = "processed", version: str = "latest") -> 
 def load_rejects(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
     """One row per input that did not become a record: source, stage, reason, detail."""
     return _load("rejects", out_dir, version)
+
+
+def load_changes(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:
+    """What changed in a version against the one before it (``changes.parquet``): one row per added
+    or removed record and per changed field (``change``, ``field``, ``old_value``/``new_value`` as
+    JSON text), with ``code_system`` (categorical) and ``code`` split out of ``record_id``.
+
+    A version published before change reports existed raises ``FileNotFoundError`` saying so.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    folder = version_dir(out_dir, version)
+    if not (folder / TABLES["changes"]).is_file():
+        raise FileNotFoundError(
+            f"version {folder.name} has no change report ({TABLES['changes']}): it was published before "
+            "change reports existed; publish a new version to get one"
+        )
+    df = _load("changes", out_dir, version)
+    if "record_id" in df.columns and "code_system" not in df.columns:
+        ids = [str(rid).partition(":") for rid in df["record_id"]]
+        df.insert(1, "code_system", pd.Categorical([i[0] for i in ids]))
+        df.insert(2, "code", pd.array([i[2] for i in ids], dtype=pd.ArrowDtype(pa.string())))
+    return df
 
 
 def load_duplicates(out_dir: str | Path = "processed", version: str = "latest") -> pd.DataFrame:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +173,7 @@ def _text_hits(
             "code_system": r["code_system"],
             "code": r["code"],
             "title": r["title"],
-            "snippet": r["snippet"],
+            "snippet": " ".join(str(r["snippet"]).split()),  # one line: section breaks become spaces
             "score": round(-float(r["rank"]), 4),
         }
         for r in db.execute(sql, params)
@@ -241,3 +243,14 @@ def search(
     for h in hits:
         h["snippet"] = h["snippet"].replace(_OPEN, marks[0]).replace(_CLOSE, marks[1])
     return hits
+
+
+class _CallableModule(types.ModuleType):
+    """``pipeline.search`` is both this module and the function: ``import pipeline.search`` makes the
+    module the package attribute, so calling the module calls ``search``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
