@@ -27,7 +27,7 @@ from pipeline.limits import (
     time_budget,
 )
 from pipeline.parse import parse_document
-from pipeline.sources.decode import charset_of, decode_bytes, detect_kind
+from pipeline.sources.decode import charset_of, clean_text, decode_bytes, detect_kind
 from schemas import ProcedureRecord
 
 #: Longest reject reason kept (one line); the rest is cut with an ellipsis.
@@ -90,9 +90,7 @@ def _parse(
     try:
         kind = detect_kind(path, content_type, raw)
         if isinstance(content, str):
-            text = raw.decode("utf-8", "replace")
-            if not text.strip():
-                raise RejectedPage("empty page (no text)", stage="decode")
+            text = clean_text(content)
         else:
             text = decode_bytes(raw, declared=charset_of(content_type), kind=kind)
         stage = "parse"

@@ -53,6 +53,14 @@ _WHOLE_BOLD = re.compile(r"(?:\*\*([^*\n]+)\*\*|__([^_\n]+)__)\s*(:?)")
 _SETEXT = re.compile(r"(=+|-{2,})")
 _FENCE = re.compile(r"(`{3,}|~{3,})")
 _QUOTES = re.compile(r"(?:>\s*)+")
+# Raw HTML a Markdown page (or a doctored text rendering) may carry that no reader sees: script and
+# style elements and comments. An unclosed one hides the rest of the page, as in a browser.
+_INVISIBLE_OPEN = re.compile(r"<(script|style)\b[^<>]{0,2000}>|<!--", re.I)
+_INVISIBLE_CLOSE = {
+    "script": re.compile(r"</script\s*>", re.I),
+    "style": re.compile(r"</style\s*>", re.I),
+    "<!--": re.compile(r"-->"),
+}
 _TABLE_RULE = re.compile(r"[|:\-\s]+")
 # A Markdown heading left at the end of a line ("... text. ##### Patient Criteria").
 _TAIL_ATX = re.compile(r"\s(#{2,6})[ \t]+([A-Z][^#\n]{0,100}?)[ \t#]*$")
@@ -78,6 +86,27 @@ _LEAD_IN_LAST = frozenset(
 )
 #: Words that start a lead-in sentence ("This typically involves:", "They may:").
 _LEAD_IN_FIRST = frozenset("this these those it they you we he she your our there".split())
+
+
+def drop_invisible(text: str) -> str:
+    """``text`` without script/style elements and HTML comments (a dropped span keeps a line break)."""
+    if "<" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while (m := _INVISIBLE_OPEN.search(text, pos)) is not None:
+        out.append(text[pos : m.start()])
+        end = _INVISIBLE_CLOSE[(m.group(1) or "<!--").lower()].search(text, m.end())
+        if end is None:
+            pos = len(text)
+            break
+        if "\n" in text[m.start() : end.end()]:
+            out.append("\n")
+        pos = end.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def parse_text(text: str) -> Document:
@@ -203,7 +232,7 @@ class _Parser:
 
     # -- entry -----------------------------------------------------------------------------------
     def parse(self, text: str) -> Document:
-        lines = text.lstrip("\ufeff").splitlines()
+        lines = drop_invisible(text.lstrip("\ufeff")).splitlines()
         start = self._front_matter(lines) if self.md else 0
         fence: str | None = None
         for no in range(start, len(lines)):

@@ -105,6 +105,18 @@ def _clean_text(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def clean_text(text: str) -> str:
+    """Text handed over already decoded gets the same care as bytes: lone surrogates replaced, binary
+    noise refused, stray control characters dropped; raises RejectedPage (stage "decode")."""
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if not text.strip():
+        raise RejectedPage("empty page (no text)", stage="decode")
+    text = _clean_text(text)
+    if not text.strip():
+        raise RejectedPage("empty page (no text)", stage="decode")
+    return text
+
+
 def decode_bytes(content: bytes, *, declared: str | None = None, kind: Kind = "text") -> str:
     """Decode page bytes to text; raises RejectedPage (stage "decode") for binary content."""
     for bom, name in _BOMS:
