@@ -14,12 +14,23 @@ Records are validated again against ``schemas.ProcedureRecord`` on the way in (a
 a reject, stage ``validate``), spilled to a temporary file, and written out in ``record_id`` order in
 chunks of at most ``RECORDS_PER_CHUNK`` records or ``CHUNK_BYTES`` of JSON (one Parquet row group
 each), so memory holds the dedupe index and the rejects, not every record.
+
+Around the tables (issue 4): ``publish`` holds the out-dir lock (``lock.py``) and first removes
+what dead runs left behind (``versions.clean_leftovers``). Given an incremental ``plan``
+(``pipeline.incremental``) it also writes the input ledger ``inputs.jsonl`` and takes the reused
+results from the previous version; when nothing changed it hard-links the previous version's tables
+instead of writing them. Against the previous version it writes the change report
+(``changes.parquet``, ``changes.md``; ``changes.py``) and judges the quality gates (``gates.py``):
+a failed gate publishes nothing unless ``force``. After ``latest`` moves, versions beyond ``keep``
+are pruned (``versions.prune``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import os
 import re
 import secrets
@@ -27,17 +38,23 @@ import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from pipeline.publish import tables
+from pipeline.publish import changes as change_report
+from pipeline.publish import extras, tables
+from pipeline.publish import gates as quality_gates
 from pipeline.publish.dedupe import Candidate, Folder
-from pipeline.publish.extras import write_extras
+from pipeline.publish.lock import out_dir_lock
+from pipeline.publish.versions import DEFAULT_KEEP, TMP_PREFIX, clean_leftovers, prune
 from pipeline.version import parser_version
 from schemas.models import Counts, FileEntry, Manifest, ProcedureRecord, Reject
+
+if TYPE_CHECKING:
+    from pipeline.incremental import Plan
 
 #: A chunk (one Parquet row group per table) ends at this many records or this much record JSON.
 RECORDS_PER_CHUNK = 1000
@@ -47,6 +64,24 @@ LATEST_LINK = "latest"
 LATEST_FILE = "LATEST"
 VERSIONS = "versions"
 MANIFEST = "manifest.json"
+LEDGER = "inputs.jsonl"
+#: the tables every version has; a version of unchanged inputs links these from the previous one
+CORE_FILES = (
+    "procedures.parquet",
+    "procedures.jsonl",
+    "sections.parquet",
+    "items.parquet",
+    "similar_codes.parquet",
+    "rejects.jsonl",
+    "rejects.parquet",
+    "duplicates.jsonl",
+    "duplicates.parquet",
+)
+
+#: files that belong to one run and are written anew even when the tables are linked
+PER_RUN = frozenset({MANIFEST, change_report.PARQUET, change_report.MARKDOWN, "datapackage.json"})
+
+log = logging.getLogger("procpipe.publish")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -141,8 +176,9 @@ def _invalid_record(raw: Any, exc: ValidationError) -> Reject:
 
 
 def _write_version(
-    results: Iterable[dict[str, Any]], folder_path: Path, *, inputs: int, run_id: str, created: datetime
-) -> Manifest:
+    results: Iterable[dict[str, Any]], folder_path: Path, *, inputs: int, plan: Plan | None = None
+) -> tuple[Counts, dict[str, FileEntry]]:
+    """Write the core tables (and, given a plan, the input ledger) into ``folder_path``."""
     folder = Folder()
     rejects: list[Reject] = []
     seen = 0
@@ -152,17 +188,26 @@ def _write_version(
         # pass 1: validate, spill records, pick a winner per record_id
         for result in results:
             seen += 1
-            if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
-                raise ValueError(f"result {seen} is neither {{'record': ...}} nor {{'reject': ...}}")
-            if "reject" in result:
-                rejects.append(_reject_of(result["reject"]))
-                continue
-            try:
-                record = ProcedureRecord.model_validate(result["record"])
-            except ValidationError as exc:
-                rejects.append(_invalid_record(result["record"], exc))
-                continue
-            line = record.model_dump_json().encode("utf-8")
+            if isinstance(result, dict) and set(result) == {"record_line"}:
+                # a record reused from the previous version: its JSON line as published there
+                line = bytes(result["record_line"])
+                try:
+                    record = ProcedureRecord.model_validate_json(line)
+                except ValidationError as exc:
+                    rejects.append(_invalid_record(json.loads(line), exc))
+                    continue
+            else:
+                if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
+                    raise ValueError(f"result {seen} is neither {{'record': ...}} nor {{'reject': ...}}")
+                if "reject" in result:
+                    rejects.append(_reject_of(result["reject"]))
+                    continue
+                try:
+                    record = ProcedureRecord.model_validate(result["record"])
+                except ValidationError as exc:
+                    rejects.append(_invalid_record(result["record"], exc))
+                    continue
+                line = record.model_dump_json().encode("utf-8")
             offset = spill.tell()
             spill.write(line)
             src = record.source
@@ -219,19 +264,82 @@ def _write_version(
     reject_rows = [r.model_dump() for r in rejects]
     files.update(_write_pair(folder_path, "rejects", reject_rows, tables.REJECTS_SCHEMA))
     files.update(_write_pair(folder_path, "duplicates", folder.duplicate_rows(), tables.DUPLICATES_SCHEMA))
-    files.update(write_extras(folder_path))
+    if plan is not None:
+        files[LEDGER] = _write_ledger(folder_path / LEDGER, plan, folder, ids, rejects)
+    return counts, files
 
-    manifest = Manifest(
-        parser_version=parser_version(),
-        run_id=run_id,
-        created_at=created,
-        counts=counts,
-        files=dict(sorted(files.items())),
-    )
-    path = folder_path / MANIFEST
-    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    _file_entry(path, None)  # fsync
-    return manifest
+
+def _write_ledger(path: Path, plan: Plan, folder: Folder, ids: list[str], rejects: list[Reject]) -> FileEntry:
+    """``inputs.jsonl``: what each input of the plan became, and where its result is."""
+    from pipeline.incremental import is_transient, ledger_row
+
+    line_of = {rid: i for i, rid in enumerate(ids)}
+    winners = {c.path: c for c in folder.winners.values()}
+    losers = {c.path: c for c, _ in folder.folded}
+    reject_at: dict[str, tuple[int, Reject]] = {}
+    for i, r in enumerate(rejects):
+        reject_at.setdefault(r.source, (i, r))
+    out = _JsonlFile(path)
+    for rel in plan.paths:
+        key = plan.keys.get(rel)
+        if rel in winners or rel in losers:
+            c = winners.get(rel) or losers[rel]
+            same = key is not None and c.sha256 == key.sha256
+            if rel in winners:
+                row = ledger_row(
+                    rel, key, "record", record_id=c.record_id, line=line_of[c.record_id], reusable=same
+                )
+            else:
+                row = ledger_row(rel, key, "duplicate", record_id=c.record_id, reusable=same)
+        elif rel in reject_at:
+            i, r = reject_at[rel]
+            row = ledger_row(rel, key, "reject", line=i, reusable=not is_transient(r.reason))
+        else:
+            row = ledger_row(rel, key, "unknown", reusable=False)
+        out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return out.close()
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link a file of an immutable version into a new one (a copy where links are impossible)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+        _file_entry(dst, None)  # fsync
+
+
+def _link_version(
+    results: Iterable[dict[str, Any]], folder_path: Path, *, inputs: int, plan: Plan
+) -> tuple[Counts, dict[str, FileEntry]]:
+    """Nothing changed: the previous version's files, linked, stand for this one's.
+
+    Every file of the previous version is linked (tables, ledger, and the derived files such as the
+    search index and app files, which depend on the tables only) except those that belong to one
+    run (``PER_RUN``: manifest, change report, data package), which are written again.
+    """
+    if any(True for _ in results):
+        raise ValueError("an unchanged plan takes no parsed results")
+    previous, manifest = plan.previous, plan.previous_manifest
+    assert previous is not None and manifest is not None
+    if manifest.counts.inputs != inputs:
+        raise ValueError(f"{inputs} inputs, but the unchanged previous version had {manifest.counts.inputs}")
+    files: dict[str, FileEntry] = {}
+    for root, dirs, names in os.walk(previous):
+        dirs.sort()
+        rel_root = Path(root).relative_to(previous)
+        (folder_path / rel_root).mkdir(exist_ok=True)
+        for name in sorted(names):
+            rel = (rel_root / name).as_posix()
+            if rel in PER_RUN:
+                continue
+            _link(Path(root, name), folder_path / rel)
+            if rel in manifest.files:
+                files[rel] = manifest.files[rel]
+    missing = [n for n in (*CORE_FILES, LEDGER) if n not in files]
+    if missing:
+        raise ValueError(f"previous version {previous.name} lacks {', '.join(missing)}")
+    return manifest.counts, files
 
 
 def _json_default(value: Any) -> str:
@@ -307,40 +415,164 @@ def read_manifest(version_dir: Path) -> Manifest:
     return Manifest.model_validate_json((Path(version_dir) / MANIFEST).read_bytes())
 
 
+def _previous_coverage(previous: Path | None, manifest: Manifest | None) -> dict[str, float] | None:
+    if previous is None or manifest is None:
+        return None
+    if manifest.quality and isinstance(manifest.quality.get("coverage"), dict):
+        return {str(k): float(v) for k, v in manifest.quality["coverage"].items()}
+    from pipeline.load import section_coverage
+
+    try:
+        return section_coverage(previous)
+    except Exception:  # noqa: BLE001 - an older or damaged version: the coverage gate is skipped
+        return None
+
+
+def _current(out_dir: Path) -> tuple[Path | None, Manifest | None]:
+    previous = latest_version(out_dir)
+    if previous is None:
+        return None, None
+    try:
+        return previous, read_manifest(previous)
+    except Exception:  # noqa: BLE001 - nothing usable to compare against
+        log.warning("latest version %s has no readable manifest: not compared", previous.name)
+        return None, None
+
+
 def publish(
     results: Iterable[dict[str, Any]],
     out_dir: Path,
     *,
     inputs: int,
     run_id: str | None = None,
+    keep: int | None = None,
+    wait: float = 0.0,
+    gates: quality_gates.GateConfig | str | Path | None = None,
+    force: bool = False,
+    plan: Plan | None = None,
 ) -> Manifest:
     """Write ``results`` (``{"record": ...}`` / ``{"reject": ...}`` dicts) as a new version, make it latest.
 
-    ``inputs`` is the number of input pages; there must be exactly one result per input. Raises
+    ``inputs`` is the number of input pages; there must be exactly one result per input (with a
+    ``plan``, ``results`` are those of ``plan.to_parse``; the reused ones are added here). Raises
     (leaving the previous version current and untouched) when the results do not add up, the run id
-    is taken or malformed, or writing fails.
+    is taken or malformed, writing fails, or a quality gate fails (``GateFailed``; ``force`` publishes
+    anyway and records it). ``gates``: a ``GateConfig``, a gates file, or None for the defaults.
+    ``keep``: versions kept after publishing (default 10; ``latest`` always stays). ``wait``: seconds
+    to wait for another run's lock on ``out_dir`` (``LockHeld`` after that).
     """
     out_dir = Path(out_dir)
     created = datetime.now(UTC)
     run_id = run_id or new_run_id(created)
     if not RUN_ID_PATTERN.match(run_id):
         raise ValueError(f"bad run id {run_id!r}: letters, digits, '.', '_' and '-' only")
-    versions = out_dir / VERSIONS
-    versions.mkdir(parents=True, exist_ok=True)
-    final = versions / run_id
-    if final.exists():
-        raise FileExistsError(f"version {run_id} already exists in {versions}")
-    tmp = versions / f".tmp-{run_id}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        manifest = _write_version(results, tmp, inputs=inputs, run_id=run_id, created=created)
-        _fsync_path(tmp)
-        os.rename(tmp, final)
-        _fsync_path(versions)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    switch_latest(out_dir, run_id)
+    config = gates if isinstance(gates, quality_gates.GateConfig) else quality_gates.load_config(gates)
+    keep = DEFAULT_KEEP if keep is None else keep
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    with out_dir_lock(out_dir, run_id=run_id, wait=wait):
+        versions = out_dir / VERSIONS
+        versions.mkdir(parents=True, exist_ok=True)
+        final = versions / run_id
+        if final.exists():
+            raise FileExistsError(f"version {run_id} already exists in {versions}")
+        tmp = versions / f"{TMP_PREFIX}{run_id}"
+        for left in clean_leftovers(out_dir):
+            log.info("removed %s, left by a run that did not finish", left)
+        previous, previous_manifest = _current(out_dir)
+        tmp.mkdir()
+        try:
+            manifest = _assemble(
+                results, tmp, inputs=inputs, run_id=run_id, created=created, plan=plan, config=config,
+                force=force, previous=previous, previous_manifest=previous_manifest,
+            )  # fmt: skip
+            _fsync_path(tmp)
+            os.rename(tmp, final)
+            _fsync_path(versions)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        switch_latest(out_dir, run_id)
+        try:
+            removed = prune(out_dir, keep)
+        except OSError as exc:  # the new version is published; pruning is retried next run
+            log.warning("could not prune old versions: %s", exc)
+        else:
+            if removed:
+                log.info("pruned %d old version(s): %s", len(removed), ", ".join(removed))
+    return manifest
+
+
+def _assemble(
+    results: Iterable[dict[str, Any]],
+    tmp: Path,
+    *,
+    inputs: int,
+    run_id: str,
+    created: datetime,
+    plan: Plan | None,
+    config: quality_gates.GateConfig,
+    force: bool,
+    previous: Path | None,
+    previous_manifest: Manifest | None,
+) -> Manifest:
+    """Everything of a version inside its temporary folder: tables, extras, changes, gates, manifest."""
+    linked = plan is not None and plan.unchanged
+    if linked:
+        assert plan is not None
+        counts, files = _link_version(results, tmp, inputs=inputs, plan=plan)
+        reused: int | None = inputs
+    else:
+        if plan is not None:
+            results = itertools.chain(results, plan.reused_results())
+        counts, files = _write_version(results, tmp, inputs=inputs, plan=plan)
+        reused = len(plan.reuse) if plan is not None else None
+    change_counts: dict[str, int] | None = None
+    if previous is not None and previous_manifest is not None:
+        before = previous_manifest.files.get("procedures.jsonl")
+        same = before is not None and files["procedures.jsonl"].sha256 == before.sha256
+        report, written = change_report.write_report(
+            previous,
+            tmp,
+            previous_run_id=previous_manifest.run_id,
+            run_id=run_id,
+            same_records=counts.records if same else None,
+        )
+        for name, rows in written.items():
+            files[name] = _file_entry(tmp / name, rows)
+        change_counts = report.counts.as_dict()
+    if linked:
+        # the derived files were linked with the tables; only the per-run data package is new
+        files.update(extras.LAST(tmp))
+    else:
+        files.update(extras.write_extras(tmp))
+
+    if linked and plan is not None and plan.previous_manifest and plan.previous_manifest.quality:
+        quality = dict(plan.previous_manifest.quality)  # the same tables: the same numbers
+    else:
+        quality = quality_gates.measure(tmp, counts.inputs, counts.records, counts.rejects)
+    results_ = quality_gates.evaluate(
+        config, quality, previous_manifest, _previous_coverage(previous, previous_manifest)
+    )
+    failed = quality_gates.failed(results_)
+    if failed and not force:
+        raise quality_gates.GateFailed(results_, previous_manifest.run_id if previous_manifest else None)
+
+    manifest = Manifest(
+        parser_version=parser_version(),
+        run_id=run_id,
+        created_at=created,
+        counts=counts,
+        files=dict(sorted(files.items())),
+        previous_run_id=previous_manifest.run_id if previous_manifest else None,
+        reuse_key=plan.reuse_key if plan is not None else None,
+        reused=reused,
+        changes=change_counts,
+        quality=quality,
+        gates=results_,
+        forced=bool(failed),
+    )
+    path = tmp / MANIFEST
+    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _file_entry(path, None)  # fsync
     return manifest
