@@ -31,11 +31,12 @@ from prefect.utilities.annotations import quote, unmapped
 
 from pipeline.errors import UsageError
 from pipeline.process import process_batch, reject_result
-from pipeline.sources.files import discover
 from schemas import Manifest
 
 SUMMARY_KEY = "procpipe-run-summary"
 REPORT_KEY = "procpipe-run-report"
+QUALITY_KEY = "procpipe-quality"
+CHANGES_KEY = "procpipe-changes"
 
 Result = dict[str, Any]
 
@@ -111,11 +112,22 @@ def parse_batch(paths: list[str], raw_dir: str, pool: str | None = None) -> list
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
-def publish_results(results: list[Result], out_dir: str, inputs: int, run_id: str | None = None) -> Manifest:
-    """Write the results as a new version of ``out_dir`` and make it ``latest``."""
+def publish_results(
+    results: list[Result],
+    out_dir: str,
+    inputs: int,
+    run_id: str | None = None,
+    plan: Any = None,
+    keep: int | None = None,
+    gates: Any = None,
+    force: bool = False,
+) -> Manifest:
+    """Write the results (plus those ``plan`` reuses) as a new version of ``out_dir``, make it ``latest``."""
     from pipeline.publish import publish
 
-    return publish(results, Path(out_dir), inputs=inputs, run_id=run_id)
+    return publish(
+        results, Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates, force=force
+    )
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -158,10 +170,28 @@ def _es(n: int) -> str:
 
 @flow(name="process", log_prints=False)
 def process(
-    raw_dir: str | Path = "raw", out_dir: str | Path = "processed", batch_size: int = 200, workers: int = 2
+    raw_dir: str | Path = "raw",
+    out_dir: str | Path = "processed",
+    batch_size: int = 200,
+    workers: int = 2,
+    keep: int | None = None,
+    wait: float = 0.0,
+    force: bool = False,
+    gates: str | None = None,
+    full: bool = False,
 ) -> Manifest:
-    """Every page under ``raw_dir`` into a new published version of ``out_dir``; returns its manifest."""
+    """Every page under ``raw_dir`` into a new published version of ``out_dir``; returns its manifest.
+
+    Incremental (``pipeline.incremental``): pages unchanged since the current version reuse their
+    results (``full``: parse everything). ``keep`` versions are kept (10), ``wait`` seconds are spent
+    waiting for another run's lock on ``out_dir``, ``gates`` names a quality gates file (default:
+    ``procpipe.toml`` here, else the defaults) and ``force`` publishes past a failed gate.
+    """
+    from pipeline.incremental import plan as plan_inputs
     from pipeline.load import run_summary
+    from pipeline.publish import gates as quality_gates
+    from pipeline.publish.lock import out_dir_lock
+    from pipeline.publish.writer import new_run_id
 
     log = get_run_logger()
     raw = Path(raw_dir)
@@ -169,22 +199,37 @@ def process(
         raise UsageError(f"raw folder not found: {raw_dir}")
     if batch_size < 1 or workers < 1:
         raise UsageError("batch_size and workers must be at least 1")
-    paths = [p.relative_to(raw).as_posix() for p in discover(raw)]
-    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    procs = max(1, min(workers, len(batches)))
-    log.info(
-        "discover: %d pages under %s -> %d batch%s of up to %d, parsed in %d process%s",
-        len(paths), raw_dir, len(batches), _es(len(batches)), batch_size, procs, _es(procs),
-    )  # fmt: skip
+    config = quality_gates.load_config(gates, cwd=Path.cwd())
+    run_id = new_run_id()
+    with out_dir_lock(Path(out_dir), run_id=run_id, wait=wait):
+        the_plan = plan_inputs(raw, Path(out_dir), full=full)
+        paths = the_plan.to_parse
+        batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        procs = max(1, min(workers, len(batches)))
+        log.info(
+            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d, %d process%s",
+            the_plan.inputs, raw_dir, len(paths), len(batches), _es(len(batches)), batch_size, procs,
+            _es(procs),
+        )  # fmt: skip
+        log.info("%s", the_plan.describe())
 
-    with _shared_pool(workers, len(batches)) as pool:
-        futures = parse_batch.map(batches, unmapped(str(raw)), unmapped(pool))
-        results = [r for f in futures for r in f.result()]
-    parsed = sum("record" in r for r in results)
-    log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
+        with _shared_pool(workers, len(batches)) as pool:
+            futures = parse_batch.map(batches, unmapped(str(raw)), unmapped(pool))
+            results = [r for f in futures for r in f.result()]
+        parsed = sum("record" in r for r in results)
+        log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
 
-    # quote: Prefect would otherwise walk every nested record looking for futures
-    manifest: Manifest = publish_results(quote(results), str(out_dir), len(paths))  # type: ignore[call-overload]
+        # quote: Prefect would otherwise walk every nested record looking for futures
+        try:
+            manifest: Manifest = publish_results(  # type: ignore[call-overload]
+                quote(results), str(out_dir), the_plan.inputs, run_id, quote(the_plan), keep, quote(config),
+                force,
+            )  # fmt: skip
+        except quality_gates.GateFailed as exc:
+            md = quality_gates.quality_markdown(run_id, exc.results, published=False)
+            create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
+            log.error("gates: %s", exc)
+            raise
     c = manifest.counts
     log.info(
         "publish: %d records, %d rejects, %d duplicate%s folded -> %s",
@@ -192,8 +237,24 @@ def process(
         Path(out_dir) / "versions" / manifest.run_id,
     )  # fmt: skip
 
+    version = Path(out_dir) / "versions" / manifest.run_id
+    if manifest.changes is not None:
+        ch = manifest.changes
+        log.info(
+            "changes: %d added, %d removed, %d changed, %d unchanged against %s",
+            ch["added"], ch["removed"], ch["changed"], ch["unchanged"], manifest.previous_run_id,
+        )  # fmt: skip
+        md = (version / "changes.md").read_text(encoding="utf-8")
+        create_markdown_artifact(md, key=CHANGES_KEY, description="procpipe changes against the last version")
+    gate_results = manifest.gates or []
+    failed = [r["gate"] for r in gate_results if not r["passed"]]
+    log.info("gates: %s", f"FAILED {', '.join(failed)}, published with --force" if failed else "passed")
+    md = quality_gates.quality_markdown(manifest.run_id, gate_results)
+    create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
+
     summary = run_summary(out_dir, manifest.run_id)
     create_table_artifact(table=summary_table(summary), key=SUMMARY_KEY, description="procpipe run summary")
     create_markdown_artifact(summary_markdown(summary), key=REPORT_KEY, description="procpipe run report")
-    log.info("summary: artifacts %s and %s", SUMMARY_KEY, REPORT_KEY)
+    keys = [SUMMARY_KEY, REPORT_KEY, QUALITY_KEY] + ([CHANGES_KEY] if manifest.changes is not None else [])
+    log.info("summary: artifacts %s", ", ".join(keys))
     return manifest
