@@ -242,7 +242,8 @@ def process(
         ch = manifest.changes
         log.info(
             "changes: %d added, %d removed, %d changed, %d unchanged against %s",
-            ch["added"], ch["removed"], ch["changed"], ch["unchanged"], manifest.previous_run_id,
+            ch["added"], ch["removed"], ch["changed"], ch["unchanged"],
+            manifest.previous_run_id or "nothing (first version)",
         )  # fmt: skip
         md = (version / "changes.md").read_text(encoding="utf-8")
         create_markdown_artifact(md, key=CHANGES_KEY, description="procpipe changes against the last version")

@@ -9,6 +9,8 @@ time) and writes into ``folder``:
 - ``changes.md``: the counts, then the codes added, removed and changed (the first
   ``MAX_LISTED`` of each), each changed field with its old and new value, shortened.
 
+The first version of an output folder has a report too: every record added.
+
 What counts as a change is the content an analyst reads: every record field except the provenance
 (``source``: url, path, page hash, fetch time) and the ``parser_version``/``schema_version`` stamps,
 so re-fetching an identical page or upgrading the parser without effect changes nothing. ``sections``
@@ -203,7 +205,7 @@ def markdown(report: Report, previous_run_id: str | None, run_id: str) -> str:
     lines = [
         f"# Changes in {run_id}",
         "",
-        f"Against {previous_run_id}." if previous_run_id else "First version: nothing to compare against.",
+        f"Against {previous_run_id}." if previous_run_id else "First version: every record is new.",
         "",
         "| added | removed | changed | unchanged |",
         "|---:|---:|---:|---:|",

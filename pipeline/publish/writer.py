@@ -527,20 +527,19 @@ def _assemble(
             results = itertools.chain(results, plan.reused_results())
         counts, files = _write_version(results, tmp, inputs=inputs, plan=plan)
         reused = len(plan.reuse) if plan is not None else None
-    change_counts: dict[str, int] | None = None
-    if previous is not None and previous_manifest is not None:
-        before = previous_manifest.files.get("procedures.jsonl")
-        same = before is not None and files["procedures.jsonl"].sha256 == before.sha256
-        report, written = change_report.write_report(
-            previous,
-            tmp,
-            previous_run_id=previous_manifest.run_id,
-            run_id=run_id,
-            same_records=counts.records if same else None,
-        )
-        for name, rows in written.items():
-            files[name] = _file_entry(tmp / name, rows)
-        change_counts = report.counts.as_dict()
+    # the change report: against the previous version, or (the first version) everything added
+    before = previous_manifest.files.get("procedures.jsonl") if previous_manifest else None
+    same = before is not None and files["procedures.jsonl"].sha256 == before.sha256
+    report, written = change_report.write_report(
+        previous if previous_manifest else None,
+        tmp,
+        previous_run_id=previous_manifest.run_id if previous_manifest else None,
+        run_id=run_id,
+        same_records=counts.records if same else None,
+    )
+    for name, rows in written.items():
+        files[name] = _file_entry(tmp / name, rows)
+    change_counts = report.counts.as_dict()
     if linked:
         # the derived files were linked with the tables; only the per-run data package is new
         files.update(extras.LAST(tmp))
