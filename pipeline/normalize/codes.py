@@ -13,6 +13,7 @@ came from.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -89,7 +90,8 @@ def normalize_code(code: Any, system: str | None = None) -> str:
         return str(code)
     if isinstance(code, int):
         return str(code).zfill(5) if system == "cpt" else str(code)
-    text = re.sub(r"\s+", "", str(code)).upper()
+    # NFKC: full-width "６３１８５" is 63185; other non-ASCII digits stay and fail is_valid
+    text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(code))).upper()
     if system in ("icd10cm", "icd10pcs"):
         text = text.replace(".", "")
     return text
@@ -97,11 +99,14 @@ def normalize_code(code: Any, system: str | None = None) -> str:
 
 def is_valid(system: str, code: str) -> bool:
     pattern = CODE_PATTERNS.get(system)
-    return bool(pattern and pattern.match(code))
+    # the patterns' \d also matches Arabic-Indic and other digits: a code is ASCII or invalid
+    return bool(pattern and code.isascii() and pattern.match(code))
 
 
 def system_by_shape(code: str) -> str | None:
     """The procedure code system a code's shape belongs to (D1234 -> cdt), or None."""
+    if not code.isascii():
+        return None
     for system in _SHAPE_ORDER:
         if CODE_PATTERNS[system].match(code):
             return system
