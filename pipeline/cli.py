@@ -91,7 +91,7 @@ def _one_line_console() -> None:
                 handler.addFilter(_OneLine())
 
 
-def _run_flow(raw: Path, out: Path, batch_size: int, workers: int) -> Manifest:
+def _run_flow(raw: Path, out: Path, batch_size: int, workers: int, opts: dict[str, Any]) -> Manifest:
     """Run the Prefect flow; if Prefect itself cannot start, say so and run without it."""
     _quiet_prefect()
     from prefect.logging.configuration import setup_logging
@@ -101,12 +101,12 @@ def _run_flow(raw: Path, out: Path, batch_size: int, workers: int) -> Manifest:
     setup_logging()  # idempotent; its handlers exist now, so they can be filtered
     _one_line_console()
     try:
-        state = flows.process(str(raw), str(out), batch_size, workers, return_state=True)
+        state = flows.process(str(raw), str(out), batch_size, workers, **opts, return_state=True)
     except Exception as exc:  # noqa: BLE001 - the engine failed before the flow ran
         if _debug():
             raise
         print(f"procpipe: Prefect is unavailable ({_oneline(exc)}); processing without it", file=sys.stderr)
-        return _run_local(raw, out, batch_size, workers)
+        return _run_local(raw, out, batch_size, workers, opts)
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result
@@ -115,10 +115,10 @@ def _run_flow(raw: Path, out: Path, batch_size: int, workers: int) -> Manifest:
     return result  # type: ignore[no-any-return]
 
 
-def _run_local(raw: Path, out: Path, batch_size: int, workers: int) -> Manifest:
-    from pipeline.process import run_local
+def _run_local(raw: Path, out: Path, batch_size: int, workers: int, opts: dict[str, Any]) -> Manifest:
+    from pipeline.incremental import run
 
-    return run_local(raw, out, workers=workers, batch_size=batch_size)
+    return run(raw, out, workers=workers, batch_size=batch_size, **opts)
 
 
 def _print_summary(raw: Path, out: Path, manifest: Manifest) -> None:
@@ -140,6 +140,9 @@ def _print_summary(raw: Path, out: Path, manifest: Manifest) -> None:
             print(f"  {r['source']}: {r['reason']}")
         if len(rejects) > MAX_REJECTS_LISTED:
             print(f"  ... and {len(rejects) - MAX_REJECTS_LISTED} more in {out / 'latest' / 'rejects.jsonl'}")
+    from pipeline.versions_cli import refresh_line
+
+    print(refresh_line(manifest))
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -153,10 +156,13 @@ def cmd_process(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"output folder is a file: {out}")
     out.mkdir(parents=True, exist_ok=True)  # fail in a second, not after Prefect's start-up
+    from pipeline.versions_cli import refresh_options
+
+    opts = refresh_options(args)  # a bad gates file is a usage error before Prefect starts
     if args.no_prefect:
-        manifest = _run_local(raw, out, args.batch_size, args.workers)
+        manifest = _run_local(raw, out, args.batch_size, args.workers, opts)
     else:
-        manifest = _run_flow(raw, out, args.batch_size, args.workers)
+        manifest = _run_flow(raw, out, args.batch_size, args.workers, opts)
     _print_summary(raw, out, manifest)
     return EXIT_OK
 
@@ -357,6 +363,9 @@ def _add_process_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=200, metavar="N", help="pages per task (200)")
     p.add_argument("--workers", type=_positive, default=2, metavar="N", help="parsing processes (2)")
     p.add_argument("--no-prefect", action="store_true", help="run the same job without Prefect")
+    from pipeline.versions_cli import add_refresh_args
+
+    add_refresh_args(p)  # --keep --wait --force --gates --full
     p.set_defaults(func=cmd_process)
 
 
@@ -394,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline import search_cli
 
     search_cli.add_commands(sub)
+    from pipeline import versions_cli
+
+    versions_cli.add_commands(sub)
     return parser
 
 
