@@ -121,7 +121,10 @@ def from_url(url: str | None) -> tuple[str | None, str | None, str | None]:
     """(system, code, system as written) from a code page URL, with or without a slug or scheme."""
     if not url or not isinstance(url, str):
         return None, None, None
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. "http://[::1/...": a malformed host is no evidence, not a crash
+        return None, None, None
     path = parts.path if (parts.scheme or parts.netloc) else url.strip().split("?", 1)[0]
     segments = [unquote(s) for s in path.split("/") if s]
     for i, seg in enumerate(segments):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from pipeline.errors import RejectedPage
 from pipeline.normalize.codes import (
@@ -115,8 +115,27 @@ def _similar_from(text: str, href: str | None, page_system: str, page_url: str |
         system = page_system
     else:
         system = system_by_shape(code)
-    url = urljoin(page_url, href) if (href and page_url) else href
-    return SimilarCode(code_system=system, code=code, title=title or None, url=url)
+    return SimilarCode(code_system=system, code=code, title=title or None, url=link_url(href, page_url))
+
+
+def link_url(href: str | None, page_url: str | None) -> str | None:
+    """``href`` made absolute against the page URL, kept only when it is a web link: a ``javascript:``
+    or ``data:`` link (script text) or a malformed one never reaches a record."""
+    if not href or not href.strip():
+        return None
+    url = href.strip()
+    try:
+        if page_url:
+            try:
+                url = urljoin(page_url, url)
+            except ValueError:  # a malformed page URL: keep the link as written
+                pass
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() in ("http", "https") or (not parts.scheme and not url.startswith("//")):
+        return url
+    return None
 
 
 def similar_codes(drafts: list[SectionDraft], page_system: str, page_url: str | None) -> list[SimilarCode]:
