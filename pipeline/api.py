@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -82,6 +83,7 @@ def _parse(
     m = dict(meta) if isinstance(meta, Mapping) else {}
     if isinstance(url, str) and url:
         m["url"] = url
+    _check_source_url(m.get("url"))
     if not isinstance(path, str):
         path = None
     sha = hashlib.sha256(raw).hexdigest()
@@ -115,6 +117,21 @@ def _parse(
         raise RejectedPage(
             f"internal error: {type(exc).__name__}: {exc}", stage=stage, detail=_where(exc)
         ) from exc
+
+
+#: Schemes a page's own URL may have; a "javascript:" or "data:" URL is script, not provenance.
+SOURCE_SCHEMES = frozenset({"", "http", "https", "file"})
+
+
+def _check_source_url(url: object) -> None:
+    if not isinstance(url, str) or not url.strip():
+        return
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError as exc:
+        raise RejectedPage(f"malformed source URL ({exc})", stage="read") from None
+    if scheme not in SOURCE_SCHEMES:
+        raise RejectedPage(f"source URL is not a web address ({scheme}:)", stage="read")
 
 
 def _where(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ text that must never reach a record, whatever the markup.
 
 from __future__ import annotations
 
+import html
 import json
 import random
 import zlib
@@ -150,8 +151,10 @@ def test_invalid_utf8_falls_back_without_mojibake_or_crash() -> None:
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-be-bom", "utf-32", "utf-8-sig"])
 @pytest.mark.parametrize("kind", ["html", "txt"])
 def test_pages_with_a_byte_order_mark_decode_in_their_encoding(codec: str, kind: str) -> None:
-    text = html_page(title_extra="naïve “quoted”") if kind == "html" else PAGE_TXT.replace(
-        "Spinal decompression", "Spinal decompression naïve “quoted”"
+    text = (
+        html_page(title_extra="naïve “quoted”")
+        if kind == "html"
+        else PAGE_TXT.replace("Spinal decompression", "Spinal decompression naïve “quoted”")
     )
     data = b"\xfe\xff" + text.encode("utf-16-be") if codec == "utf-16-be-bom" else text.encode(codec)
     record = record_of(data, f"site/cpt/63185.{kind}")
@@ -201,9 +204,7 @@ def test_str_content_with_lone_surrogates_is_cleaned() -> None:
 
 # -- DOCTYPE entities: never expanded, external ones never read --------------------------------------
 
-LAUGHS = "".join(
-    f'<!ENTITY lol{i} "{"".join(f"&lol{i - 1};" for _ in range(10))}">' for i in range(1, 10)
-)
+LAUGHS = "".join(f'<!ENTITY lol{i} "{"".join(f"&lol{i - 1};" for _ in range(10))}">' for i in range(1, 10))
 BILLION_LAUGHS = (
     '<!DOCTYPE html [<!ENTITY lol0 "lol">' + LAUGHS + "]>\n"
     "<html><body><h1>63185 - Spinal decompression</h1><p>CPT4 code</p>"
@@ -316,3 +317,51 @@ def test_visible_text_next_to_a_script_is_kept() -> None:
     assert [getattr(b, "text", "") for b in doc.blocks] == ["Before after."]
     doc = parse_text(f"T\n\nBefore <style>{SECRET}</style> after.\n")
     assert [getattr(b, "text", "") for b in doc.blocks] == ["Before after."]
+
+
+# -- links: script URLs and malformed hosts -------------------------------------------------------------
+
+
+SIMILAR = (
+    "<h1>63185 - Spinal decompression</h1><p>CPT4 code</p><h2>Summary</h2><p>Bone is removed.</p>"
+    '<h2>Similar Codes</h2><ul><li><a href="{href}">63190 Laminectomy, one level</a></li></ul>'
+)
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "javascript:alert(1)",
+        " JaVaScRiPt:alert(1)",
+        "java\nscript:alert(1)",
+        "data:text/html,<script>x</script>",
+        "vbscript:msgbox",
+        "http://[::1",
+        "https://[zz]/x",
+    ],
+)
+@pytest.mark.parametrize("url", [None, "https://example.org/code/cpt4/63185"])
+def test_script_and_malformed_links_never_reach_a_record(href: str, url: str | None) -> None:
+    record = record_of(SIMILAR.format(href=html.escape(href)).encode(), url=url)
+    (similar,) = record.similar_codes
+    assert similar.code == "63190" and similar.url is None
+
+
+def test_web_links_are_kept_and_made_absolute() -> None:
+    record = record_of(
+        SIMILAR.format(href="/code/cpt4/63190").encode(), url="https://example.org/code/cpt4/63185"
+    )
+    assert record.similar_codes[0].url == "https://example.org/code/cpt4/63190"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("javascript:alert(1)//code/cpt4/63185", "source URL is not a web address (javascript:)"),
+        ("data:text/html,hello", "source URL is not a web address (data:)"),
+        ("http://[::1/code/cpt4/63185", "malformed source URL (Invalid IPv6 URL)"),
+    ],
+)
+def test_a_source_url_that_is_script_or_malformed_is_a_reject(url: str, reason: str) -> None:
+    exc = reject_of(PAGE_TXT.encode(), "site/cpt/63185.txt", meta={"url": url})
+    assert (exc.stage, exc.reason) == ("read", reason)
