@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_COUNTS, SAMPLE_RECORD_IDS
 
@@ -119,3 +122,79 @@ def test_readme_python_examples_run(
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+# ---------------------------------------------------------------- dtypes for analysts (issue 6)
+
+
+def test_typed_fields_are_nullable_integers_and_text_is_arrow_backed(published: Path) -> None:
+    df = load_procedures(published).set_index("record_id")
+    for col in (
+        "duration_minutes_min",
+        "duration_minutes_max",
+        "hospital_stay_days_min",
+        "fasting_hours_max",
+    ):
+        assert str(df[col].dtype) == "int64[pyarrow]", col
+    assert df.loc["cpt:47562", "duration_minutes_min"] == 60  # "1 to 2 hours"
+    assert pd.isna(df.loc["cpt:29881", "duration_minutes_min"])  # the page does not say: <NA>, not 0 or NaN
+    assert str(df["title"].dtype) == "string[pyarrow]"
+    names = df["common_names"].dtype
+    assert isinstance(names, pd.ArrowDtype) and pa.types.is_list(names.pyarrow_dtype)
+    assert names.pyarrow_dtype.value_type == pa.string()
+    assert df.loc["cpt:47562", "common_names"].tolist() == ["Keyhole gallbladder surgery"]
+
+
+def test_section_keys_are_categoricals(published: Path) -> None:
+    sections = load_sections(published)
+    assert isinstance(sections["key"].dtype, pd.CategoricalDtype)
+    assert {"summary", "indications", "duration"} <= set(sections["key"].cat.categories)
+    items = load_items(published)
+    assert isinstance(items["section_key"].dtype, pd.CategoricalDtype)
+    assert str(items["depth"].dtype) == "int32[pyarrow]"
+    assert str(items["parent_position"].dtype) == "int32[pyarrow]"  # nullable: top-level items have <NA>
+    assert items["parent_position"].isna().any()
+
+
+def test_load_changes_says_when_a_version_has_no_change_report(published: Path, tmp_path: Path) -> None:
+    run_id = versions(published)[-1]
+    copy = tmp_path / "versions" / run_id
+    shutil.copytree(published / "versions" / run_id, copy)
+    (copy / "changes.parquet").unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match=rf"version {run_id} has no change report") as err:
+        pipeline.load_changes(tmp_path, version=run_id)
+    assert "\n" not in str(err.value)
+
+
+def test_load_changes_reads_the_change_report(published: Path, tmp_path: Path) -> None:
+    run_id = versions(published)[-1]
+    copy = tmp_path / "versions" / run_id
+    shutil.copytree(published / "versions" / run_id, copy)
+    rows = [
+        {"record_id": "cpt:29881", "change": "added", "field": None, "old_value": None, "new_value": None},
+        {
+            "record_id": "cpt:47562",
+            "change": "changed",
+            "field": "summary",
+            "old_value": '"a"',
+            "new_value": '"b"',
+        },
+        {
+            "record_id": "hcpcs:E0999",
+            "change": "removed",
+            "field": None,
+            "old_value": None,
+            "new_value": None,
+        },
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), copy / "changes.parquet")
+    changes = pipeline.load_changes(tmp_path, version=run_id)
+    assert list(changes.columns)[:3] == ["record_id", "code_system", "code"]
+    assert isinstance(changes["change"].dtype, pd.CategoricalDtype)
+    assert isinstance(changes["code_system"].dtype, pd.CategoricalDtype)
+    assert changes["code"].tolist() == ["29881", "47562", "E0999"]
+    assert changes.groupby("change", observed=True).size().to_dict() == {
+        "added": 1,
+        "changed": 1,
+        "removed": 1,
+    }
