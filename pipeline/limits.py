@@ -121,23 +121,23 @@ def precheck(text: str, kind: str, limits: Limits) -> None:
     """
     if kind == "html":
         if text.count("<") > limits.max_list_items:
-            n = _count(_LI_TAG, text, 10 * limits.max_list_items)
+            n = _count(_LI_TAG, text, 100 * limits.max_list_items)
             if n > limits.max_list_items:
                 raise RejectedPage(_too_many_items(n, limits), stage="parse")
         if text.count("<") > limits.max_elements:
-            n = _count(_START_TAG, text, 10 * limits.max_elements)
+            n = _count(_START_TAG, text, 100 * limits.max_elements)
             if n > limits.max_elements:
-                more = "+" if n > 10 * limits.max_elements else ""
+                more = "+" if n > 100 * limits.max_elements else ""
                 reason = f"too many HTML elements ({n}{more} > {limits.max_elements})"
                 raise RejectedPage(reason, stage="parse")
     elif text.count("\n") >= limits.max_list_items:
-        n = _count(_BULLET_LINE, text, 10 * limits.max_list_items)
+        n = _count(_BULLET_LINE, text, 100 * limits.max_list_items)
         if n > limits.max_list_items:
             raise RejectedPage(_too_many_items(n, limits), stage="parse")
 
 
 def _too_many_items(n: int, limits: Limits) -> str:
-    more = "+" if n > 10 * limits.max_list_items else ""
+    more = "+" if n > 100 * limits.max_list_items else ""
     return f"too many list items ({n}{more} > {limits.max_list_items})"
 
 

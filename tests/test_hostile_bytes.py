@@ -148,6 +148,15 @@ def test_invalid_utf8_falls_back_without_mojibake_or_crash() -> None:
     dumped(record).encode("utf-8")
 
 
+def test_a_utf8_page_with_a_few_broken_bytes_stays_utf8_not_cp1252_mojibake() -> None:
+    page = (
+        PAGE_TXT.replace("lower back.", "lower back \u2013 “quoted”.").encode() + b"\n\xe9\xff stray bytes\n"
+    )
+    record = record_of(page, "site/cpt/63185.txt")
+    assert record.risks == ["Bleeding", "Infection of the wound"]  # "•" bullets were not garbled into "â€¢"
+    assert record.summary is not None and "lower back \u2013 “quoted”." in record.summary
+
+
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-be-bom", "utf-32", "utf-8-sig"])
 @pytest.mark.parametrize("kind", ["html", "txt"])
 def test_pages_with_a_byte_order_mark_decode_in_their_encoding(codec: str, kind: str) -> None:

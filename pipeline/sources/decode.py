@@ -100,9 +100,21 @@ def _clean_text(text: str) -> str:
     sample = text[:_BINARY_SAMPLE]
     if sample:
         noise = _NOISE.subn("", sample)[1]
-        if noise > _BINARY_SHARE * len(sample):
+        if noise > 8 and noise > _BINARY_SHARE * len(sample):
             raise RejectedPage("binary file, not a text or HTML page (control characters)", stage="decode")
     return text.translate(_CONTROLS)
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
+
+
+def _mostly_utf8(content: bytes) -> str | None:
+    """The UTF-8 reading of bytes that are not valid UTF-8, when it is still the better one: more
+    well-formed multi-byte characters than broken sequences. None when cp1252 is the likelier."""
+    text = content.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd")
+    good = _NON_ASCII.subn("", text)[1]
+    return text if good > broken else None
 
 
 def clean_text(text: str) -> str:
@@ -145,6 +157,9 @@ def decode_bytes(content: bytes, *, declared: str | None = None, kind: Kind = "t
         # a declared "iso-8859-1"/"ascii" is treated as cp1252, as browsers do
         if name in ("latin-1", "iso8859-1", "ascii"):
             name = "cp1252"
+        if name == "cp1252" and (mostly := _mostly_utf8(content)) is not None:
+            text = mostly  # UTF-8 with a few broken bytes: cp1252 would garble all of it
+            break
         try:
             text = content.decode(name)
             break
