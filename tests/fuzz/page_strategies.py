@@ -67,6 +67,22 @@ WORDS = (
     "about 2 to 4 8 30 gently removed placed checked before after during may can is are with without "
     "fasting nothing eat drink walking crutches brace dressing stitches scar pain relief"
 ).split()
+HREFS = [
+    "/code/cpt4/63190-laminectomy",
+    "https://example.org/code/hcpcs/E0115",
+    "javascript:alert(1)",
+    " JaVaScRiPt:alert(1)",
+    "java\tscript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "http://[::1",
+    "https://[zz]/x",
+    "//evil.example/x",
+    "",
+    "#top",
+    "?q=../../etc/passwd",
+    "file:///etc/passwd",
+]
 LABELS = ["Common name", "Technical term", "Goals", "Patient criteria", "Common Risks", "Note"]
 
 
@@ -95,6 +111,8 @@ class PageModel:
     code_line: str
     title: str
     sections: list[SectionModel]
+    #: Similar Codes links (href, code, title); hostile hrefs included
+    links: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 _sentence = st.lists(st.sampled_from(WORDS), min_size=1, max_size=14).map(
@@ -120,7 +138,15 @@ _section = st.builds(
 def page_models(draw: st.DrawFn) -> PageModel:
     system, code, code_line = draw(st.sampled_from(CODES))
     title = draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join)).capitalize()
-    return PageModel(system, code, code_line, title, draw(st.lists(_section, max_size=7)))
+    links = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(HREFS), st.sampled_from(["63190", "E0115", "D2750"]), st.sampled_from(WORDS)
+            ),
+            max_size=3,
+        )
+    )
+    return PageModel(system, code, code_line, title, draw(st.lists(_section, max_size=7)), links)
 
 
 # -- renderers --------------------------------------------------------------------------------------
@@ -211,7 +237,10 @@ def render_html(
             body.append(f"<details open><summary>{head}</summary>{paras}{items}</details>")
         else:
             lines = [f"<b>{head}</b>", *(_h(p) for p in sec.paragraphs), *_br_items(sec.items, sec.ordered)]
-            body.append(f"<div class=\"sec\">{'<br>'.join(lines)}</div>")
+            body.append(f'<div class="sec">{"<br>".join(lines)}</div>')
+    if page.links:
+        lis = "".join(f'<li><a href="{html.escape(h)}">{c} - {_h(t)}</a></li>' for h, c, t in page.links)
+        body.append(f"<h2>Similar Codes</h2><ul>{lis}</ul>")
     body.extend(plant)
     content = "\n".join(body)
     if region:
@@ -379,6 +408,7 @@ HOSTILE_FRAGMENTS: list[bytes] = [
     b'<meta charset="base64">',
     b'<meta http-equiv="Content-Type" content="text/html; charset=unicode_escape">',
     b'<a href="javascript:alert(1)">63190 - Similar thing</a>',
+    b'<h2>Similar Codes</h2><ul><li><a href="http://[::1">63190 - Bad host</a></li></ul>',
     b'<div class="' + b"cookie " * 2000 + b'">',
     b'<p style="' + b"font-weight:bold;" * 500 + b'">',
     b"<h2>Summary</h2>" * 30,
@@ -533,6 +563,12 @@ def check_outcome(case: Case, parse: Any) -> ProcedureRecord | RejectedPage:
     dumped.encode("utf-8")  # no lone surrogates: Parquet and JSON writers need valid UTF-8
     if case.scripts_intact:
         assert SENTINEL not in dumped, "script or style text reached the record"
+    for sc in record.similar_codes:
+        assert (
+            sc.url is None
+            or sc.url.split(":", 1)[0].lower() in ("http", "https")
+            or ":" not in sc.url.split("/", 1)[0]
+        ), f"a non-web link reached the record: {sc.url!r}"
     bad = sorted({c for s in _strings(data) for c in s if c in _CONTROLS})
     assert not bad, f"control characters {bad!r} in the record"
     return record
