@@ -32,6 +32,7 @@ from bs4.filter import ElementFilter
 from lxml import etree
 
 from pipeline.errors import RejectedPage
+from pipeline.limits import check_deadline
 from pipeline.normalize.vocabulary import is_known_heading
 from pipeline.parse.document import (
     BREADCRUMB,
@@ -619,7 +620,11 @@ def _walk_soup(soup: BeautifulSoup, b: _Builder) -> None:
     """Feed the soup to the builder in document order, without recursion."""
     stack: list[Any] = list(reversed(soup.contents))
     pop, push, extend = stack.pop, stack.append, stack.extend
+    steps = 0
     while stack:
+        steps += 1
+        if not steps & 4095:
+            check_deadline()  # the per-page time budget where no alarm can enforce it (threads)
         node = pop()
         if node is _END:
             b.end()
