@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pipeline.errors import RejectedPage, UsageError
+from pipeline.parse.document import Document, Item, ListBlock
 
 ENV_VARS: dict[str, str] = {
     "max_page_bytes": "PROCPIPE_MAX_PAGE_BYTES",
@@ -141,14 +142,11 @@ def _too_many_items(n: int, limits: Limits) -> str:
     return f"too many list items ({n}{more} > {limits.max_list_items})"
 
 
-def check_document(doc: object, limits: Limits) -> None:
+def check_document(doc: Document, limits: Limits) -> None:
     """Refuse a parsed Document whose lists hold too many items or nest too deeply (iterative walk)."""
-    from pipeline.parse.document import Document, ListBlock
-
-    assert isinstance(doc, Document)
     count = 0
     deepest = 0
-    stack: list[tuple[list[object], int]] = [(b.items, 1) for b in doc.blocks if isinstance(b, ListBlock)]
+    stack: list[tuple[list[Item], int]] = [(b.items, 1) for b in doc.blocks if isinstance(b, ListBlock)]
     while stack:
         items, depth = stack.pop()
         count += len(items)
@@ -158,7 +156,7 @@ def check_document(doc: object, limits: Limits) -> None:
             deepest = max(deepest, depth)
             if deepest > limits.max_depth:
                 raise RejectedPage(f"lists nested too deeply (over {limits.max_depth} levels)", stage="parse")
-        stack.extend((it.children, depth + 1) for it in items if it.children)  # type: ignore[attr-defined]
+        stack.extend((it.children, depth + 1) for it in items if it.children)
 
 
 # -- the time budget ---------------------------------------------------------------------------------

@@ -248,14 +248,21 @@ def test_a_real_slow_page_is_stopped_by_the_alarm() -> None:
     assert exc.reason == "too slow to parse (over 0.05 s)"
 
 
-def test_outside_the_main_thread_the_budget_is_cooperative() -> None:
-    page = TXT_HEAD + "A sentence of words on its own line.\n" * 120_000  # text front end checks as it goes
+@pytest.mark.parametrize(
+    ("path", "page"),
+    [
+        ("site/cpt/63185.txt", TXT_HEAD + "A sentence of words on its own line.\n" * 120_000),
+        ("site/cpt/63185.html", f"<html><body>{HEAD}" + "<p>A sentence of words.</p>" * 49_000),
+    ],
+    ids=["text", "html"],
+)
+def test_outside_the_main_thread_the_budget_is_cooperative(path: str, page: str) -> None:
     results: list[object] = []
 
     def work() -> None:
         with time_budget(5) as mode:
             results.append(mode)
-        results.append(outcome(page, "site/cpt/63185.txt", Limits(max_parse_seconds=0.05)))
+        results.append(outcome(page, path, Limits(max_parse_seconds=0.05)))
 
     t = threading.Thread(target=work)
     t.start()

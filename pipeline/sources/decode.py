@@ -133,10 +133,10 @@ def decode_bytes(content: bytes, *, declared: str | None = None, kind: Kind = "t
     """Decode page bytes to text; raises RejectedPage (stage "decode") for binary content."""
     for bom, name in _BOMS:
         if content.startswith(bom):
-            text = _clean_text(content[len(bom) :].decode(name, errors="replace"))
-            if not text.strip():
+            unmarked = _clean_text(content[len(bom) :].decode(name, errors="replace"))
+            if not unmarked.strip():
                 raise RejectedPage("empty page (no text)", stage="decode")
-            return text
+            return unmarked
     if not content.strip():
         raise RejectedPage("empty page (no text)", stage="decode")
     if content.startswith(_MAGIC):
