@@ -224,7 +224,7 @@ def verify(version_dir: Path, *, files: list[str] | None = None) -> list[str]:
         ("rejects.parquet", c.rejects),
         ("duplicates.parquet", c.duplicates),
     ):
-        entry = manifest.files.get(name)
-        if entry is not None and entry.rows is not None and entry.rows != expected and name in names:
-            problems.append(f"{name}: manifest lists {entry.rows} rows but counts say {expected}")
+        listed_rows = manifest.files[name].rows if name in manifest.files else None
+        if listed_rows is not None and listed_rows != expected and name in names:
+            problems.append(f"{name}: manifest lists {listed_rows} rows but counts say {expected}")
     return problems
