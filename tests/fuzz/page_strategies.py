@@ -123,13 +123,13 @@ _items = st.recursive(
     lambda kids: st.builds(
         ItemModel, _sentence, st.none() | st.sampled_from(LABELS), st.lists(kids, min_size=1, max_size=3)
     ),
-    max_leaves=10,
+    max_leaves=6,
 )
 _section = st.builds(
     SectionModel,
     st.sampled_from(KNOWN_HEADINGS) | st.sampled_from(OTHER_HEADINGS),
     st.lists(_sentence, max_size=2),
-    st.lists(_items, max_size=5),
+    st.lists(_items, max_size=4),
     st.booleans(),
 )
 
@@ -146,7 +146,7 @@ def page_models(draw: st.DrawFn) -> PageModel:
             max_size=3,
         )
     )
-    return PageModel(system, code, code_line, title, draw(st.lists(_section, max_size=7)), links)
+    return PageModel(system, code, code_line, title, draw(st.lists(_section, max_size=6)), links)
 
 
 # -- renderers --------------------------------------------------------------------------------------
