@@ -28,13 +28,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.sources.files import discover, max_page_bytes, sidecar_path
+from pipeline.sources.files import SIDECAR_SUFFIX, discover, max_page_bytes
 from schemas import SCHEMA_VERSION, Manifest
 
 LEDGER = "inputs.jsonl"
@@ -90,22 +92,33 @@ class InputKey:
     meta_sha256: str | None
 
 
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as fh:
+def _sha256_file(path: str) -> str:
+    with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def input_key(raw_dir: Path, rel: str, limit: int) -> InputKey | None:
-    """The key of one input; None for one that is always processed again (a link, too large, unreadable)."""
-    path = raw_dir / rel
+    """The key of one input; None for one that is always processed again (a link, too large, unreadable).
+
+    Plain string paths and ``os`` calls: this runs once per input on every refresh."""
+    path = os.path.join(raw_dir, rel)
     try:
-        if path.is_symlink() or path.stat().st_size > limit:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) or st.st_size > limit:
             return None
-        side = sidecar_path(path)
-        meta = _sha256_file(side) if side.is_file() else None
-        return InputKey(_sha256_file(path), meta)
+        digest = _sha256_file(path)
     except OSError:
         return None
+    head, name = os.path.split(path)
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name  # as Path.stem: sidecar_path(page)
+    try:
+        meta: str | None = _sha256_file(os.path.join(head, stem + SIDECAR_SUFFIX))
+    except FileNotFoundError:
+        meta = None
+    except OSError:
+        return None
+    return InputKey(digest, meta)
 
 
 def ledger_row(
@@ -193,6 +206,17 @@ def _read_ledger(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _relative(found: list[Path], raw_dir: Path) -> list[str]:
+    """``Path.relative_to(raw_dir).as_posix()`` of each, by string slicing where it is the same."""
+    base = str(raw_dir).rstrip(os.sep) + os.sep
+    out = []
+    for p in found:
+        text = str(p)
+        out.append(text[len(base) :].replace(os.sep, "/") if text.startswith(base) else
+                   p.relative_to(raw_dir).as_posix())  # fmt: skip
+    return out
+
+
 def plan(raw_dir: Path, out_dir: Path, *, full: bool = False) -> Plan:
     """Hash every input under ``raw_dir`` and decide, against ``out_dir``'s current version, which
     inputs must be parsed and which results can be reused (``full``: parse everything)."""
@@ -200,7 +224,7 @@ def plan(raw_dir: Path, out_dir: Path, *, full: bool = False) -> Plan:
     from pipeline.publish.writer import CORE_FILES, latest_version, read_manifest
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    paths = [p.relative_to(raw_dir).as_posix() for p in discover(raw_dir)]
+    paths = _relative(discover(raw_dir), raw_dir)
     limit = max_page_bytes()
     keys = {rel: input_key(raw_dir, rel, limit) for rel in paths}
     key = reuse_key()

@@ -300,13 +300,13 @@ def _write_ledger(path: Path, plan: Plan, folder: Folder, ids: list[str], reject
     return out.close()
 
 
-def _link(src: Path, dst: Path) -> None:
+def _link(src: str, dst: str) -> None:
     """Hard-link a file of an immutable version into a new one (a copy where links are impossible)."""
     try:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-        _file_entry(dst, None)  # fsync
+        _file_entry(Path(dst), None)  # fsync
 
 
 def _link_version(
@@ -325,15 +325,18 @@ def _link_version(
     if manifest.counts.inputs != inputs:
         raise ValueError(f"{inputs} inputs, but the unchanged previous version had {manifest.counts.inputs}")
     files: dict[str, FileEntry] = {}
-    for root, dirs, names in os.walk(previous):
+    src_base, dst_base = str(previous), str(folder_path)
+    for root, dirs, names in os.walk(src_base):
         dirs.sort()
-        rel_root = Path(root).relative_to(previous)
-        (folder_path / rel_root).mkdir(exist_ok=True)
+        rel_root = os.path.relpath(root, src_base)
+        rel_root = "" if rel_root == "." else rel_root.replace(os.sep, "/") + "/"
+        if rel_root:
+            os.mkdir(os.path.join(dst_base, rel_root))
         for name in sorted(names):
-            rel = (rel_root / name).as_posix()
+            rel = rel_root + name
             if rel in PER_RUN:
                 continue
-            _link(Path(root, name), folder_path / rel)
+            _link(os.path.join(root, name), os.path.join(dst_base, rel))
             if rel in manifest.files:
                 files[rel] = manifest.files[rel]
     missing = [n for n in (*CORE_FILES, LEDGER) if n not in files]
