@@ -16,9 +16,11 @@ contract (its JSON Schema is ``schemas/app-index.schema.json``).
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,11 +44,34 @@ class AppIndexEntry(BaseModel):
     bytes: int
 
 
-def _write(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _sync_tree(root: Path, files: list[Path]) -> None:
+    """Make the written files durable before the version is renamed into place.
+
+    One ``syncfs`` of the folder's file system where Linux offers it (an fsync per file costs ~3 ms
+    each on a disk: 30 s for 10,000 records), else an fsync per file; then the folders.
+    """
+    if not _syncfs(root):
+        for path in files:
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+    for folder in sorted({p.parent for p in files} | {root}, key=lambda p: len(p.parts), reverse=True):
+        _fsync_dir(folder)
+
+
+def _syncfs(path: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+    except (OSError, AttributeError):
+        return False
+    try:
+        return int(libc.syncfs(fd)) == 0
+    except AttributeError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def write_app_files(folder: Path) -> dict[str, FileEntry]:
@@ -56,6 +81,7 @@ def write_app_files(folder: Path) -> dict[str, FileEntry]:
     root = folder / JSON_DIR
     root.mkdir(exist_ok=True)
     entries: list[dict[str, object]] = []
+    written: list[Path] = []
     made: set[str] = set()
     with (folder / "procedures.jsonl").open("rb") as fh:
         for line in fh:
@@ -68,7 +94,8 @@ def write_app_files(folder: Path) -> dict[str, FileEntry]:
                 (root / system).mkdir(exist_ok=True)
                 made.add(system)
             rel = f"{system}/{code}.json"
-            _write(root / rel, line)
+            (root / rel).write_bytes(line)
+            written.append(root / rel)
             entry = AppIndexEntry(
                 code=code,
                 system=system,
@@ -80,8 +107,7 @@ def write_app_files(folder: Path) -> dict[str, FileEntry]:
             entries.append(entry.model_dump())
     index = root / INDEX_NAME
     index.write_text(json.dumps(entries, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    for sub in [root / s for s in sorted(made)] + [root]:
-        _fsync_dir(sub)
+    _sync_tree(root, written)
     return {f"{JSON_DIR}/{INDEX_NAME}": file_entry(index, len(entries))}
 
 
