@@ -108,12 +108,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.interval is not None and args.interval <= 0:
         raise UsageError("--interval must be a positive number of seconds")
     if args.cron is not None:
-        try:
-            from prefect.client.schemas.schedules import CronSchedule
+        from prefect.client.schemas.schedules import CronSchedule
+        from pydantic import ValidationError
 
+        try:
             CronSchedule(cron=args.cron)
-        except ValueError as exc:
-            raise UsageError(f"--cron {args.cron!r}: {str(exc).splitlines()[-1].strip()}") from None
+        except ValidationError as exc:
+            msg = str(exc.errors()[0].get("msg", "invalid")).removeprefix("Value error, ")
+            raise UsageError(f"--cron: {msg}") from None
     raw = Path(args.raw_dir)
     if not raw.is_dir():
         raise UsageError(f"raw folder not found: {raw}")
