@@ -177,7 +177,7 @@ def test_it_runs_last_and_describes_tables_other_writers_added(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def other_writer(folder: Path) -> dict[str, FileEntry]:
-        path = folder / "changes.parquet"
+        path = folder / "other_table.parquet"
         pq.write_table(pa.table({"record_id": ["cpt:29881"], "change": ["added"]}), path)
         return {path.name: file_entry(path, 1)}
 
@@ -185,5 +185,5 @@ def test_it_runs_last_and_describes_tables_other_writers_added(
     record = parse_page(GALLBLADDER_TXT.encode(), path="site/cpt/47562.txt")
     publish([{"record": record.model_dump(mode="json")}], tmp_path, inputs=1, run_id="r1")
     desc = descriptor(tmp_path / "latest")
-    assert [r["name"] for r in desc["resources"]][-1] == "changes"
+    assert [r["name"] for r in desc["resources"]][-1] == "other_table"
     assert read_manifest(tmp_path / "latest").files["datapackage.json"]

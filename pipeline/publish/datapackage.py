@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import CODE_PATTERNS, SCHEMA_VERSION, FileEntry
+from schemas.models import Stage
 
 DATAPACKAGE = "datapackage.json"
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
@@ -112,6 +113,19 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[list[str], str, list[str]]], 
             "sha256": "sha256 of the input's bytes, when read",
         },
     ),
+    "changes": (
+        "What changed against the previous version: one row per added or removed record and per "
+        "changed field of a changed record.",
+        [],
+        [],  # a removed record is not in this version's procedures
+        {
+            "record_id": _KEY_DOC["record_id"],
+            "change": "added, removed or changed",
+            "field": "the changed field (sections.<key> for a section), null for added/removed",
+            "old_value": "the field's value in the previous version, as JSON text",
+            "new_value": "the field's value in this version, as JSON text",
+        },
+    ),
     "duplicates": (
         "One row per page folded into another page's record (one record per code).",
         [],
@@ -127,6 +141,12 @@ TABLES: dict[str, tuple[str, list[str], list[tuple[list[str], str, list[str]]], 
     ),
 }
 _ORDER = list(TABLES)
+#: Columns whose values come from a closed set (the data contract's).
+_ENUMS: dict[str, list[str]] = {
+    "code_system": list(CODE_PATTERNS),
+    "similar_code_system": list(CODE_PATTERNS),
+    "stage": list(get_args(Stage)),
+}
 
 
 def field_type(dtype: pa.DataType) -> str:
@@ -163,8 +183,8 @@ def table_schema(name: str, schema: pa.Schema) -> dict[str, Any]:
         constraints: dict[str, Any] = {}
         if not f.nullable or f.name in primary:
             constraints["required"] = True
-        if f.name in ("code_system", "similar_code_system") and field["type"] == "string":
-            constraints["enum"] = list(CODE_PATTERNS)
+        if f.name in _ENUMS and field["type"] == "string":
+            constraints["enum"] = _ENUMS[f.name]
         if constraints:
             field["constraints"] = constraints
         fields.append(field)
