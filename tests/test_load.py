@@ -198,3 +198,10 @@ def test_load_changes_reads_the_change_report(published: Path, tmp_path: Path) -
         "changed": 1,
         "removed": 1,
     }
+
+
+def test_load_changes_of_a_first_version_lists_every_record_as_added(published: Path) -> None:
+    changes = pipeline.load_changes(published)
+    assert set(changes["record_id"]) == SAMPLE_RECORD_IDS
+    assert set(changes["change"]) == {"added"}
+    assert changes["field"].isna().all()
