@@ -14,6 +14,9 @@ a whole-bold line is ``Heading(level=7, kind="bold")``; a short "Label:" line is
 ``Heading(level=8, kind="label")``. Lead-in sentences ("The procedure is indicated for:") and
 colon-less lines that merely look like sub-headings stay paragraphs: sections are never invented.
 
+Raw HTML no reader sees (script and style elements, comments) is dropped before the lines are read,
+so it never reaches a Document; an unclosed one hides the rest of the page, as in a browser.
+
 Every pass is linear in the input (regexes use negated classes, never nested quantifiers) and no
 recursion is used, so a 10 MB single-line page or a deeply indented list cannot blow up.
 """
