@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_search.py                 # 10,000 synthetic pages
     .venv/bin/python benchmarks/bench_search.py --pages 50000
+    .venv/bin/python benchmarks/bench_search.py --out-dir processed   # an already published dataset
 
 The synthetic corpus (``gen_corpus.py``, cached under ``/tmp/procpipe_bench``) is published once
 without Prefect. Each writer is then timed alone on that version's files (best of ``--repeat`` runs,
@@ -63,25 +64,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--queries", type=int, default=200, help="queries of each kind")
+    parser.add_argument("--out-dir", type=Path, help="time a published dataset (no corpus, no publish)")
     args = parser.parse_args(argv)
 
     from pipeline.process import run_local
-    from pipeline.publish import extras
+    from pipeline.publish import extras, latest_version, read_manifest
     from pipeline.publish.appfiles import write_app_files
     from pipeline.publish.datapackage import write_datapackage
     from pipeline.publish.search_index import build_index
     from pipeline.search import search
 
-    raw = corpus(args.pages, args.seed)
     work = Path(tempfile.mkdtemp(prefix="procpipe-bench-search-"))
     try:
-        t0 = time.perf_counter()
-        manifest = run_local(raw, work / "out", workers=2)
-        publish_s = time.perf_counter() - t0
-        version = work / "out" / "latest"
-        records = manifest.counts.records
+        if args.out_dir:
+            out = args.out_dir
+            records = read_manifest(latest_version(out) or out / "latest").counts.records
+            print(f"{out}: {records} records")
+        else:
+            out = work / "out"
+            t0 = time.perf_counter()
+            records = run_local(corpus(args.pages, args.seed), out, workers=2).counts.records
+            publish_s = time.perf_counter() - t0
+            print(f"{args.pages} pages -> {records} records, published with every writer in {publish_s:.1f}s")
+        version = out / "latest"
         k = records / 1000
-        print(f"{args.pages} pages -> {records} records, published with every writer in {publish_s:.1f}s")
 
         scratch = work / "scratch"
 
@@ -106,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"writers in order: {[w.__name__ for w in [*extras.WRITERS, extras.LAST]]}")
 
         queries = _queries(version, args.queries, args.seed)
-        search("warm up", out_dir=work / "out")
+        search("warm up", out_dir=out)
         for kind, qs in queries.items():
             lat = []
             hits = 0
             for q in qs:
                 t = time.perf_counter()
-                found = search(q, out_dir=work / "out")
+                found = search(q, out_dir=out)
                 lat.append((time.perf_counter() - t) * 1000)
                 hits += bool(found)
             lat.sort()
