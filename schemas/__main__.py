@@ -37,6 +37,12 @@ def _with_header(schema: dict[str, Any], title: str, description: str | None = N
     return {"$schema": DIALECT, "title": title, "x-schema-version": SCHEMA_VERSION, **body}
 
 
+def ecma_pattern(pattern: str) -> str:
+    """A Python regex as JSON Schema (ECMA-262) reads it: ``\\A``/``\\Z`` become ``^``/``$``, and ``\\d``
+    becomes ``[0-9]`` (Python's matches any Unicode digit unless ASCII-only; JSON Schema's is ASCII)."""
+    return pattern.replace(r"\A", "^").replace(r"\Z", "$").replace(r"\d", "[0-9]")
+
+
 def procedure_schema() -> dict[str, Any]:
     """ProcedureRecord's schema, with the code rules of its validator written as JSON Schema."""
     schema = ProcedureRecord.model_json_schema()
@@ -47,7 +53,7 @@ def procedure_schema() -> dict[str, Any]:
     schema["allOf"] = [
         {
             "if": {"properties": {"code_system": {"const": system}}, "required": ["code_system"]},
-            "then": {"properties": {"code": {"pattern": pattern.pattern}}},
+            "then": {"properties": {"code": {"pattern": ecma_pattern(pattern.pattern)}}},
         }
         for system, pattern in CODE_PATTERNS.items()
     ]
