@@ -31,6 +31,7 @@ from prefect.utilities.annotations import quote, unmapped
 
 from pipeline.errors import UsageError
 from pipeline.process import process_batch, reject_result
+from pipeline.sources.remote import is_url, process_batch_url
 from schemas import Manifest
 
 SUMMARY_KEY = "procpipe-run-summary"
@@ -60,7 +61,7 @@ class _Pool:
     def run(self, batch: list[str], raw_dir: str) -> list[Result]:
         executor = self._executor
         try:
-            return executor.submit(process_batch, batch, raw_dir).result()
+            return executor.submit(_batch_fn(raw_dir), batch, raw_dir).result()
         except BrokenProcessPool:
             self._replace(executor)
             return _alone(batch, raw_dir)
@@ -79,10 +80,15 @@ def _alone(batch: list[str], raw_dir: str) -> list[Result]:
     """Run one batch in a fresh one-worker pool; its pages become rejects if that worker dies too."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as solo:
         try:
-            return solo.submit(process_batch, batch, raw_dir).result()
+            return solo.submit(_batch_fn(raw_dir), batch, raw_dir).result()
         except Exception as exc:  # noqa: BLE001 - a worker crash must not fail the run
             reason = f"internal error: worker process failed: {type(exc).__name__}"
             return [reject_result(p, "parse", reason) for p in batch]
+
+
+def _batch_fn(raw_dir: str) -> Any:
+    """``process_batch``, or its fsspec twin when the raw folder is a URL (``pipeline.sources.remote``)."""
+    return process_batch_url if is_url(raw_dir) else process_batch
 
 
 # pools by token: a task parameter must be hashable text, not an executor
@@ -106,9 +112,11 @@ def _shared_pool(workers: int, batches: int) -> Iterator[str | None]:
 
 @task(name="parse-batch", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, persist_result=False)
 def parse_batch(paths: list[str], raw_dir: str, pool: str | None = None) -> list[Result]:
-    """Parse a batch of pages (paths relative to ``raw_dir``): one record or reject dict per page."""
+    """Parse a batch of pages (paths relative to ``raw_dir``): one record or reject dict per page.
+
+    On Dask (no pool in the worker) it runs here, in the worker process."""
     shared = _POOLS.get(pool) if pool else None
-    return shared.run(paths, raw_dir) if shared else process_batch(paths, raw_dir)
+    return shared.run(paths, raw_dir) if shared else _batch_fn(raw_dir)(paths, raw_dir)
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
@@ -186,35 +194,48 @@ def process(
     results (``full``: parse everything). ``keep`` versions are kept (10), ``wait`` seconds are spent
     waiting for another run's lock on ``out_dir``, ``gates`` names a quality gates file (default:
     ``procpipe.toml`` here, else the defaults) and ``force`` publishes past a failed gate.
+
+    On a ``DaskTaskRunner`` (``pipeline.dask_runner``) the batches run on the Dask workers. Either
+    folder may be an fsspec URL: raw pages are then read by the batches, the output is staged
+    locally and uploaded (``pipeline.sources.remote``, ``pipeline.publish.remote``).
     """
+    from prefect.context import FlowRunContext
+
+    from pipeline.dask_runner import is_dask
     from pipeline.incremental import plan as plan_inputs
     from pipeline.load import run_summary
     from pipeline.publish import gates as quality_gates
     from pipeline.publish.lock import out_dir_lock
+    from pipeline.publish.remote import stage
     from pipeline.publish.writer import new_run_id
+    from pipeline.sources.remote import exists_dir, local_path, plan_url
 
     log = get_run_logger()
-    raw = Path(raw_dir)
-    if not raw.is_dir():
+    ctx = FlowRunContext.get()
+    on_dask = ctx is not None and is_dask(ctx.task_runner)
+    raw_local = local_path(raw_dir)
+    raw = Path(raw_local) if raw_local is not None else None
+    if not (raw.is_dir() if raw is not None else exists_dir(str(raw_dir))):
         raise UsageError(f"raw folder not found: {raw_dir}")
     if batch_size < 1 or workers < 1:
         raise UsageError("batch_size and workers must be at least 1")
     config = quality_gates.load_config(gates, cwd=Path.cwd())
     run_id = new_run_id()
-    with out_dir_lock(Path(out_dir), run_id=run_id, wait=wait):
-        the_plan = plan_inputs(raw, Path(out_dir), full=full)
+    out, staging = stage(str(out_dir))  # a URL: a local copy of its latest version, uploaded below
+    with out_dir_lock(out, run_id=run_id, wait=wait):
+        the_plan = plan_inputs(raw, out, full=full) if raw is not None else plan_url(str(raw_dir), full=full)
         paths = the_plan.to_parse
         batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
         procs = max(1, min(workers, len(batches)))
         log.info(
-            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d, %d process%s",
-            the_plan.inputs, raw_dir, len(paths), len(batches), _es(len(batches)), batch_size, procs,
-            _es(procs),
+            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d, %s",
+            the_plan.inputs, raw_dir, len(paths), len(batches), _es(len(batches)), batch_size,
+            "on Dask" if on_dask else f"{procs} process{_es(procs)}",
         )  # fmt: skip
         log.info("%s", the_plan.describe())
 
-        with _shared_pool(workers, len(batches)) as pool:
-            futures = parse_batch.map(batches, unmapped(str(raw)), unmapped(pool))
+        with _shared_pool(1 if on_dask else workers, len(batches)) as pool:
+            futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool))
             results = [r for f in futures for r in f.result()]
         parsed = sum("record" in r for r in results)
         log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
@@ -222,7 +243,7 @@ def process(
         # quote: Prefect would otherwise walk every nested record looking for futures
         try:
             manifest: Manifest = publish_results(  # type: ignore[call-overload]
-                quote(results), str(out_dir), the_plan.inputs, run_id, quote(the_plan), keep, quote(config),
+                quote(results), str(out), the_plan.inputs, run_id, quote(the_plan), keep, quote(config),
                 force,
             )  # fmt: skip
         except quality_gates.GateFailed as exc:
@@ -230,14 +251,14 @@ def process(
             create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
             log.error("gates: %s", exc)
             raise
+    where = staging.upload(manifest.run_id) if staging else Path(out_dir) / "versions" / manifest.run_id
     c = manifest.counts
     log.info(
         "publish: %d records, %d rejects, %d duplicate%s folded -> %s",
-        c.records, c.rejects, c.duplicates, "" if c.duplicates == 1 else "s",
-        Path(out_dir) / "versions" / manifest.run_id,
+        c.records, c.rejects, c.duplicates, "" if c.duplicates == 1 else "s", where,
     )  # fmt: skip
 
-    version = Path(out_dir) / "versions" / manifest.run_id
+    version = out / "versions" / manifest.run_id
     if manifest.changes is not None:
         ch = manifest.changes
         log.info(
@@ -253,9 +274,11 @@ def process(
     md = quality_gates.quality_markdown(manifest.run_id, gate_results)
     create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
 
-    summary = run_summary(out_dir, manifest.run_id)
+    summary = run_summary(out, manifest.run_id)
     create_table_artifact(table=summary_table(summary), key=SUMMARY_KEY, description="procpipe run summary")
     create_markdown_artifact(summary_markdown(summary), key=REPORT_KEY, description="procpipe run report")
     keys = [SUMMARY_KEY, REPORT_KEY, QUALITY_KEY] + ([CHANGES_KEY] if manifest.changes is not None else [])
     log.info("summary: artifacts %s", ", ".join(keys))
+    if staging:
+        staging.close()
     return manifest
