@@ -23,6 +23,7 @@ import re
 import sqlite3
 import sys
 import types
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,7 @@ def search_raw(
     if limit < 1:
         raise ValueError("limit must be at least 1")
     system = _system(system)
-    with _connect(_index_path(out_dir, version)) as db:
+    with closing(_connect(_index_path(out_dir, version))) as db:
         code_rows = _code_hits(db, query, system)
         terms, explicit_or = parse_query(query)
         hits: list[dict[str, Any]] = []
