@@ -92,15 +92,23 @@ def rows_of(path: Path) -> int:
 
 
 def assert_intact(version: Path) -> Manifest:
-    """Every file a manifest lists is there with the hash, size and row count it claims."""
+    """Every file a manifest lists is there with the hash, size and row count it claims; the only
+    files it does not list are the per-record app files, which json/index.json hashes."""
     manifest = read_manifest(version)
-    assert set(manifest.files) == set(TABLES) | set(JSONL)
-    assert sorted(p.name for p in version.iterdir()) == sorted([*manifest.files, "manifest.json"])
+    assert set(TABLES) | set(JSONL) <= set(manifest.files)
+    on_disk = {p.relative_to(version).as_posix() for p in version.rglob("*") if p.is_file()}
+    listed = {*manifest.files, "manifest.json"}
+    assert listed <= on_disk
+    index = json.loads((version / "json" / "index.json").read_text(encoding="utf-8"))
+    assert on_disk - listed == {f"json/{e['path']}" for e in index}
     for name, entry in manifest.files.items():
         path = version / name
         assert entry.sha256 == sha256_of(path), name
         assert entry.bytes == path.stat().st_size, name
-        assert entry.rows == rows_of(path), name
+        if path.suffix in (".parquet", ".jsonl"):
+            assert entry.rows == rows_of(path), name
+    for e in index:
+        assert e["sha256"] == sha256_of(version / "json" / e["path"])
     return manifest
 
 
@@ -317,7 +325,7 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
     out: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     publish([record("29881"), reject("e.txt")], out, inputs=2, run_id="v1")
-    before = {p.name: p.read_bytes() for p in (out / "versions" / "v1").iterdir()}
+    before = {p.relative_to(out / "versions" / "v1").as_posix(): p.read_bytes() for p in (out / "versions" / "v1").rglob("*") if p.is_file()}
 
     if where == "child_rows":
         monkeypatch.setattr(tables, "child_rows", _fail)
@@ -354,9 +362,14 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
         assert latest_version(out) == (out / "versions" / "v1").resolve()
         assert (out / "LATEST").read_text().strip() == "v1"
     assert os.readlink(out / "latest") == os.path.join("versions", "v1" if where != "latest_file" else "v2")
-    assert {p.name: p.read_bytes() for p in (out / "versions" / "v1").iterdir()} == before
+    assert {p.relative_to(out / "versions" / "v1").as_posix(): p.read_bytes() for p in (out / "versions" / "v1").rglob("*") if p.is_file()} == before
     assert_intact(out / "versions" / "v1")
-    leftovers = [p.name for p in [*out.iterdir(), *(out / "versions").iterdir()] if p.name.startswith(".")]
+    # the out-dir lock file (flock) stays by design; temporaries must not
+    leftovers = [
+        p.name
+        for p in [*out.iterdir(), *(out / "versions").iterdir()]
+        if p.name.startswith(".") and p.name != ".lock"
+    ]
     assert leftovers == []
     # a failure before the rename never leaves a half-written version behind
     if where in ("child_rows", "second_chunk", "rejects_table", "version_rename"):
