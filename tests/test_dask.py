@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,8 @@ def _lines(path: Path) -> list[Any]:
 
 
 def _outputs(version: Path) -> dict[str, list[Any]]:
-    return {name: _lines(version / name) for name in ("procedures.jsonl", "rejects.jsonl", "duplicates.jsonl")}
+    names = ("procedures.jsonl", "rejects.jsonl", "duplicates.jsonl")
+    return {name: _lines(version / name) for name in names}
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +133,7 @@ def test_url_raw_rejects_like_a_local_folder(tmp_path: Path) -> None:
     import fsspec
 
     from pipeline.process import process_batch
+    from pipeline.sources.files import discover
     from pipeline.sources.remote import discover_url, process_batch_url
 
     raw = write_pages(tmp_path / "raw")
@@ -142,11 +145,8 @@ def test_url_raw_rejects_like_a_local_folder(tmp_path: Path) -> None:
             if path.is_file():
                 mem.pipe_file(f"/rawcheck/{path.relative_to(raw).as_posix()}", path.read_bytes())
         paths = discover_url("memory://rawcheck")
-        local_paths = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*")
-                             if p.is_file() and not p.name.endswith(".meta.json") and p.name[0] != ".")  # fmt: skip
+        local_paths = [p.relative_to(raw).as_posix() for p in discover(raw)]
         assert paths == local_paths
-        import os
-
         os.environ["PROCPIPE_MAX_PAGE_BYTES"] = "1024"
         try:
             remote = process_batch_url(paths, "memory://rawcheck")
