@@ -91,8 +91,11 @@ def _one_line_console() -> None:
                 handler.addFilter(_OneLine())
 
 
-def _run_flow(raw: Path, out: Path, batch_size: int, workers: int, opts: dict[str, Any]) -> Manifest:
-    """Run the Prefect flow; if Prefect itself cannot start, say so and run without it."""
+def _run_flow(
+    raw: Path | str, out: Path | str, batch_size: int, workers: int, opts: dict[str, Any], runner: Any = None
+) -> Manifest:
+    """Run the Prefect flow (on ``runner``, a task runner, when given); if Prefect itself cannot start,
+    say so and run without it (not possible for URL folders or a Dask runner: then it fails)."""
     _quiet_prefect()
     from prefect.logging.configuration import setup_logging
 
@@ -100,10 +103,11 @@ def _run_flow(raw: Path, out: Path, batch_size: int, workers: int, opts: dict[st
 
     setup_logging()  # idempotent; its handlers exist now, so they can be filtered
     _one_line_console()
+    flow = flows.process if runner is None else flows.process.with_options(task_runner=runner)
     try:
-        state = flows.process(str(raw), str(out), batch_size, workers, **opts, return_state=True)
+        state = flow(str(raw), str(out), batch_size, workers, **opts, return_state=True)
     except Exception as exc:  # noqa: BLE001 - the engine failed before the flow ran
-        if _debug():
+        if _debug() or runner is not None or not isinstance(raw, Path) or not isinstance(out, Path):
             raise
         print(f"procpipe: Prefect is unavailable ({_oneline(exc)}); processing without it", file=sys.stderr)
         return _run_local(raw, out, batch_size, workers, opts)
@@ -121,8 +125,14 @@ def _run_local(raw: Path, out: Path, batch_size: int, workers: int, opts: dict[s
     return run(raw, out, workers=workers, batch_size=batch_size, **opts)
 
 
-def _print_summary(raw: Path, out: Path, manifest: Manifest) -> None:
+def _print_summary(raw: Path | str, out: Path | str, manifest: Manifest) -> None:
     from pipeline.load import run_summary
+
+    if not isinstance(out, Path):  # a URL: the staging copy is gone; the counts are in the manifest
+        c = manifest.counts
+        print(f"procpipe: {c.inputs} pages from {raw} -> {out}/versions/{manifest.run_id} (now {out}/LATEST)")
+        print(f"  records {c.records}, rejects {c.rejects}, duplicates {c.duplicates}")
+        return
 
     summary = run_summary(out, manifest.run_id)
     c = manifest.counts
@@ -146,23 +156,40 @@ def _print_summary(raw: Path, out: Path, manifest: Manifest) -> None:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    """``run`` and ``process``: every page under the raw folder into a new published version."""
-    raw, out = Path(args.raw_dir), Path(args.out_dir)
-    if not raw.is_dir():
+    """``run`` and ``process``: every page under the raw folder into a new published version.
+
+    Either folder may be an fsspec URL (``file://`` ones are local paths); ``--runner dask`` or
+    ``--dask-address`` runs the batches on Dask (``pipeline.dask_runner``)."""
+    from pipeline.sources.remote import exists_dir, local_path
+
+    raw_local, out_local = local_path(args.raw_dir), local_path(args.out_dir)
+    raw: Path | str = Path(raw_local) if raw_local is not None else args.raw_dir
+    out: Path | str = Path(out_local) if out_local is not None else args.out_dir.rstrip("/")
+    if not (raw.is_dir() if isinstance(raw, Path) else exists_dir(raw)):
         hint = "" if args.raw_dir != "raw" else " (run from the project folder, or give --raw-dir)"
         raise UsageError(f"raw folder not found: {raw}{hint}")
     if args.batch_size < 1 or args.workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output folder is a file: {out}")
-    out.mkdir(parents=True, exist_ok=True)  # fail in a second, not after Prefect's start-up
+    dask = args.runner == "dask" or args.dask_address is not None
+    if args.no_prefect and (dask or not isinstance(raw, Path) or not isinstance(out, Path)):
+        raise UsageError("--no-prefect needs local folders and the default runner")
+    if isinstance(out, Path):
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"output folder is a file: {out}")
+        out.mkdir(parents=True, exist_ok=True)  # fail in a second, not after Prefect's start-up
     from pipeline.versions_cli import refresh_options
 
     opts = refresh_options(args)  # a bad gates file is a usage error before Prefect starts
     if args.no_prefect:
+        assert isinstance(raw, Path) and isinstance(out, Path)
         manifest = _run_local(raw, out, args.batch_size, args.workers, opts)
     else:
-        manifest = _run_flow(raw, out, args.batch_size, args.workers, opts)
+        runner = None
+        if dask:
+            from pipeline.dask_runner import task_runner
+
+            runner = task_runner(args.workers, args.dask_address)
+        manifest = _run_flow(raw, out, args.batch_size, args.workers, opts, runner)
     _print_summary(raw, out, manifest)
     return EXIT_OK
 
@@ -363,6 +390,14 @@ def _add_process_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=200, metavar="N", help="pages per task (200)")
     p.add_argument("--workers", type=_positive, default=2, metavar="N", help="parsing processes (2)")
     p.add_argument("--no-prefect", action="store_true", help="run the same job without Prefect")
+    p.add_argument(
+        "--runner", choices=("default", "dask"), default="default",
+        help="where batches run: this machine's processes (default) or a Dask cluster (dask: a local one"
+        " of --workers processes unless --dask-address is given)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dask-address", default=None, metavar="URL", help="an existing Dask scheduler (tcp://host:port)"
+    )
     from pipeline.versions_cli import add_refresh_args
 
     add_refresh_args(p)  # --keep --wait --force --gates --full
