@@ -30,7 +30,7 @@ def _artifacts(flow_run_id: object) -> dict[str, object]:
 def test_flow_publishes_every_input_and_a_summary_artifact(
     prefect_harness: None, sample_raw: Path, tmp_path: Path, batch_size: int, workers: int
 ) -> None:
-    from pipeline.flows import REPORT_KEY, SUMMARY_KEY, process
+    from pipeline.flows import CHANGES_KEY, QUALITY_KEY, REPORT_KEY, SUMMARY_KEY, process
 
     out = tmp_path / "out"
     state = process(str(sample_raw), str(out), batch_size=batch_size, workers=workers, return_state=True)
@@ -55,7 +55,7 @@ def test_flow_publishes_every_input_and_a_summary_artifact(
             assert pq.read_metadata(latest / name).num_rows == entry.rows
 
     artifacts = _artifacts(state.state_details.flow_run_id)
-    assert set(artifacts) == {SUMMARY_KEY, REPORT_KEY}
+    assert {SUMMARY_KEY, REPORT_KEY, QUALITY_KEY, CHANGES_KEY} <= set(artifacts)
     table = json.loads(artifacts[SUMMARY_KEY].data)
     counts = {row["name"]: row["value"] for row in table if row["group"] == "counts"}
     assert counts == SAMPLE_COUNTS
