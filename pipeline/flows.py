@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -89,6 +89,29 @@ def _alone(batch: list[str], raw_dir: str) -> list[Result]:
 def _batch_fn(raw_dir: str) -> Any:
     """``process_batch``, or its fsspec twin when the raw folder is a URL (``pipeline.sources.remote``)."""
     return process_batch_url if is_url(raw_dir) else process_batch
+
+
+#: ``hook(done, total)`` in pages, called by the ``process`` flow when its parse stage starts and
+#: after each batch's results arrive; the command line sets it to draw a progress bar (``pipeline.cli``).
+ProgressHook = Callable[[int, int], None]
+_progress_hook: ProgressHook | None = None
+
+
+@contextmanager
+def parse_progress(hook: ProgressHook) -> Iterator[None]:
+    """Report the parse stage of the flows run inside the block (in this process) to ``hook``."""
+    global _progress_hook
+    previous, _progress_hook = _progress_hook, hook
+    try:
+        yield
+    finally:
+        _progress_hook = previous
+
+
+def _report_progress(done: int, total: int) -> None:
+    hook = _progress_hook
+    if hook is not None:
+        hook(done, total)
 
 
 # pools by token: a task parameter must be hashable text, not an executor
@@ -236,7 +259,11 @@ def process(
 
         with _shared_pool(1 if on_dask else workers, len(batches)) as pool:
             futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool))
-            results = [r for f in futures for r in f.result()]
+            results: list[Result] = []
+            _report_progress(0, len(paths))
+            for f in futures:  # in order: the pool runs the batches in about that order
+                results += f.result()
+                _report_progress(len(results), len(paths))
         parsed = sum("record" in r for r in results)
         log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
 
