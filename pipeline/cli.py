@@ -20,11 +20,13 @@ process the pages without it (``--no-prefect`` does that from the start).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,53 @@ def _one_line_console() -> None:
                 handler.addFilter(_OneLine())
 
 
+#: the parse stage shows a progress bar when it has more pages than this (and stderr is a terminal)
+PROGRESS_MIN_PAGES = 500
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr for the flow's parse stage (``pipeline.flows.parse_progress``).
+
+    Drawn only when stderr is a terminal and there are more than ``PROGRESS_MIN_PAGES`` pages to
+    parse, so logs, pipes and tests get plain lines."""
+
+    def __init__(self) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            if done or total <= PROGRESS_MIN_PAGES or not sys.stderr.isatty():
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("parse"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+            )  # fmt: skip
+            self.task = self.progress.add_task("parse", total=total)
+            self.progress.start()
+        self.progress.update(self.task, completed=done)
+        if done >= total:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[_ProgressBar]:
+    """A bar that is taken down even when the flow ends (fails, is interrupted) mid-parse."""
+    bar = _ProgressBar()
+    try:
+        yield bar
+    finally:
+        bar.stop()
+
+
 def _run_flow(
     raw: Path | str, out: Path | str, batch_size: int, workers: int, opts: dict[str, Any], runner: Any = None
 ) -> Manifest:
@@ -105,7 +154,8 @@ def _run_flow(
     _one_line_console()
     flow = flows.process if runner is None else flows.process.with_options(task_runner=runner)
     try:
-        state = flow(str(raw), str(out), batch_size, workers, **opts, return_state=True)
+        with _progress_bar() as bar, flows.parse_progress(bar):
+            state = flow(str(raw), str(out), batch_size, workers, **opts, return_state=True)
     except Exception as exc:  # noqa: BLE001 - the engine failed before the flow ran
         if _debug() or runner is not None or not isinstance(raw, Path) or not isinstance(out, Path):
             raise

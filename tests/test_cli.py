@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -148,3 +149,47 @@ def test_run_uses_the_prefect_flow_with_no_server_configured(sample_raw: Path) -
         assert noise not in proc.stderr
     manifest = json.loads((project / "processed" / "latest" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"] == SAMPLE_COUNTS
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_for_long_runs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import PROGRESS_MIN_PAGES, _progress_bar
+
+    big = PROGRESS_MIN_PAGES + 1
+    for stderr, total in ((io.StringIO(), big), (_Terminal(), PROGRESS_MIN_PAGES)):
+        monkeypatch.setattr(sys, "stderr", stderr)
+        with _progress_bar() as bar:
+            bar(0, total)
+            assert bar.progress is None
+            bar(total, total)
+        assert stderr.getvalue() == ""  # not a terminal, or too few pages: plain logs only
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with _progress_bar() as bar:
+        bar(0, big)
+        assert bar.progress is not None
+        bar(200, big)
+    assert bar.progress is None  # taken down when the block ends, finished or not
+    assert f"200/{big}" in terminal.getvalue() and "parse" in terminal.getvalue()
+
+
+def test_process_flow_reports_parse_progress_per_batch(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path
+) -> None:
+    from pipeline import flows
+
+    seen: list[tuple[int, int]] = []
+    with flows.parse_progress(lambda done, total: seen.append((done, total))):
+        manifest = flows.process(str(sample_raw), str(tmp_path / "out"), batch_size=3, workers=1)
+    n = SAMPLE_COUNTS["inputs"]
+    assert manifest.counts.inputs == n
+    assert seen == [(0, n), *((min(done, n), n) for done in range(3, n + 3, 3))]
+    seen.clear()
+    flows.process(str(sample_raw), str(tmp_path / "out2"), batch_size=3, workers=1)
+    assert seen == []  # outside the block nothing is reported
