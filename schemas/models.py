@@ -16,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 SCHEMA_VERSION = "1.0"
 
 #: Canonical code systems and the pattern a code must match in each.
+#: ASCII digits only and anchored with \Z (``$`` would let a trailing newline through): codes name
+#: files (``json/<system>/<code>.json``), so the schema is their last line of defence.
 CODE_PATTERNS: dict[str, re.Pattern[str]] = {
-    "cpt": re.compile(r"^(?:\d{5}|\d{4}[FTU])$"),
-    "hcpcs": re.compile(r"^[A-V]\d{4}$"),
-    "icd10pcs": re.compile(r"^[0-9A-HJ-NP-Z]{7}$"),
-    "cdt": re.compile(r"^D\d{4}$"),
+    "cpt": re.compile(r"^(?:\d{5}|\d{4}[FTU])\Z", re.ASCII),
+    "hcpcs": re.compile(r"^[A-V]\d{4}\Z", re.ASCII),
+    "icd10pcs": re.compile(r"^[0-9A-HJ-NP-Z]{7}\Z", re.ASCII),
+    "cdt": re.compile(r"^D\d{4}\Z", re.ASCII),
 }
 
 #: Canonical section keys whose convenience field is a single text (all others are lists).

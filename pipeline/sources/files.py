@@ -121,12 +121,18 @@ def relative_path(path: Path, raw_dir: Path) -> str | None:
         return None
 
 
-def read_sidecar(page: Path) -> dict[str, Any]:
-    """The validated sidecar fields given for ``page`` (JSON-able), or {} when there is no sidecar."""
+def read_sidecar(page: Path, raw_dir: Path | None = None) -> dict[str, Any]:
+    """The validated sidecar fields given for ``page`` (JSON-able), or {} when there is no sidecar.
+
+    With ``raw_dir``, a sidecar that is a symbolic link leading outside it is refused, never read.
+    """
     side = sidecar_path(page)
     if not side.is_file():
         return {}
     name = side.name
+    real_root = Path(os.path.realpath(raw_dir)) if raw_dir is not None else None
+    if real_root is not None and relative_path(Path(os.path.realpath(side)), real_root) is None:
+        raise RejectedPage(f"broken sidecar {name}: symbolic link leads outside the raw folder", stage="read")
     try:
         if side.stat().st_size > MAX_SIDECAR_BYTES:
             raise RejectedPage(f"broken sidecar {name}: larger than {MAX_SIDECAR_BYTES} bytes", stage="read")
@@ -180,7 +186,7 @@ def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None) -> Raw
         raise RejectedPage(f"cannot read file ({exc.strerror or type(exc).__name__})", stage="read") from exc
     if len(content) > limit:
         raise RejectedPage(f"page too large (over {limit} bytes)", stage="read")
-    meta = read_sidecar(path)
+    meta = read_sidecar(path, raw_dir)
     declared = meta.get("sha256")
     if declared:
         actual = hashlib.sha256(content).hexdigest()
