@@ -109,6 +109,7 @@ class TreeMemory:
         self.peak = 0
         self.peak_procs = 0
         self._ticks: dict[int, int] = {}
+        self._role: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -116,10 +117,34 @@ class TreeMemory:
     def cpu_seconds(self) -> float:
         return sum(self._ticks.values()) / CLK_TCK
 
+    @property
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds per kind of process: parent, workers, prefect server, other."""
+        out: dict[str, float] = {}
+        for pid, ticks in self._ticks.items():
+            role = self._role.get(pid, "other")
+            out[role] = out.get(role, 0.0) + ticks / CLK_TCK
+        return dict(sorted(out.items()))
+
+    def _classify(self, pid: int) -> str:
+        if pid == self.pid:
+            return "parent"
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            return "other"
+        if b"prefect.server" in cmd or b"uvicorn" in cmd:
+            return "prefect server"
+        if b"forkserver" in cmd or b"spawn_main" in cmd:
+            return "workers"
+        return "other"
+
     def _run(self) -> None:
         while not self._stop.is_set():
             rss, cpu = _tree(self.pid)
             self._ticks.update(cpu)
+            for pid in cpu.keys() - self._role.keys():
+                self._role[pid] = self._classify(pid)
             if rss > self.peak:
                 self.peak, self.peak_procs = rss, len(cpu)
             self._stop.wait(self.interval)
@@ -140,6 +165,7 @@ class Timed:
     peak_rss: int
     peak_procs: int
     cpu_s: float
+    cpu_by_role: dict[str, float]
     output: str
 
 
@@ -152,7 +178,7 @@ def timed_run(cmd: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> Timed
     with TreeMemory(proc.pid) as mem:
         out, _ = proc.communicate()
     dt = time.perf_counter() - t0
-    return Timed(dt, proc.returncode, mem.peak, mem.peak_procs, mem.cpu_seconds, out[-4000:])
+    return Timed(dt, proc.returncode, mem.peak, mem.peak_procs, mem.cpu_seconds, mem.cpu_by_role, out[-4000:])
 
 
 def machine() -> str:

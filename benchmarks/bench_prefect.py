@@ -63,6 +63,8 @@ def run_way(
         f"process {t.seconds:7.2f} s   cpu {t.cpu_s:7.2f} s   peak {mib(t.peak_rss)}   {res['counts']}",
         flush=True,
     )
+    roles = ", ".join(f"{k} {v:.1f}" for k, v in t.cpu_by_role.items())
+    print(f"       cpu seconds by process: {roles}", flush=True)
     return {
         "import_s": res["import_s"],
         "call_s": res["call_s"],

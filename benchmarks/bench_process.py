@@ -124,6 +124,7 @@ def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) 
         flush=True,
     )
     print(f"        {_counts(out_full)}")
+    print("        cpu seconds by process: " + ", ".join(f"{k} {v:.1f}" for k, v in full.cpu_by_role.items()))
     if args.floor_after:
         floors.append(_floor(files, "after"))
     floor, floor_cpu = min(floors)  # the fastest floor: the ratio is not flattered by a slow one
@@ -156,6 +157,7 @@ def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) 
         "peak_rss": full.peak_rss,
         "empty_peak_rss": empty.peak_rss,
         "peak_procs": full.peak_procs,
+        "cpu_by_role": {k: round(v, 2) for k, v in full.cpu_by_role.items()},
         "load_at_start": load,
         "exit": full.returncode,
     }
