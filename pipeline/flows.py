@@ -11,13 +11,23 @@ the batch tasks run on the default thread runner and hand their pages to one pla
 second). A worker that dies (a crash inside a C extension) breaks the pool: the pool is replaced,
 and the batch it was running is re-run alone in a fresh process; if it kills that one too, its pages
 become rejects ("worker process failed") and the run goes on.
+
+Memory stays flat with the number of pages: each batch's results are spooled to a file in a private
+temporary folder (``spool``) as soon as they arrive, the batch task returns only the file's path and
+counts, and publishing reads the files back one batch at a time, in batch order (``read_spool``).
+On Dask the batch runs on a worker that may not see the flow's disk, so its results come back in
+memory and the flow spools them as each batch's future is collected (then releases the future).
+The folder is removed when the run ends, published or not.
 """
 
 from __future__ import annotations
 
+import pickle
+import shutil
+import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -40,6 +50,8 @@ QUALITY_KEY = "procpipe-quality"
 CHANGES_KEY = "procpipe-changes"
 
 Result = dict[str, Any]
+#: what a spooled batch task returns: ``{"path": str, "results": int, "records": int}``
+Spooled = dict[str, Any]
 
 
 def _context() -> Any:
@@ -114,6 +126,35 @@ def _report_progress(done: int, total: int) -> None:
         hook(done, total)
 
 
+def spool_batch(results: list[Result], path: str | Path) -> Spooled:
+    """Write one batch's results to ``path``; returns its path and counts.
+
+    Pickle, not JSON: an exact round trip of the result dicts, and the file is private to this run
+    (written and read back by the same flow, then deleted)."""
+    with open(path, "wb") as fh:
+        pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"path": str(path), "results": len(results), "records": sum("record" in r for r in results)}
+
+
+def read_spool(paths: Iterable[str]) -> Iterator[Result]:
+    """The results of the spooled batches at ``paths``, in that order, one batch in memory at a time."""
+    for path in paths:
+        with open(path, "rb") as fh:
+            batch: list[Result] = pickle.load(fh)  # noqa: S301 - our own file, written by this run
+        yield from batch
+        del batch
+
+
+@contextmanager
+def spool() -> Iterator[Path]:
+    """A private temporary folder for the batches' result files, removed on the way out."""
+    folder = Path(tempfile.mkdtemp(prefix="procpipe-spool-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # pools by token: a task parameter must be hashable text, not an executor
 _POOLS: dict[str, _Pool] = {}
 
@@ -134,17 +175,22 @@ def _shared_pool(workers: int, batches: int) -> Iterator[str | None]:
 
 
 @task(name="parse-batch", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, persist_result=False)
-def parse_batch(paths: list[str], raw_dir: str, pool: str | None = None) -> list[Result]:
+def parse_batch(
+    paths: list[str], raw_dir: str, pool: str | None = None, spool_to: str | None = None
+) -> list[Result] | Spooled:
     """Parse a batch of pages (paths relative to ``raw_dir``): one record or reject dict per page.
 
-    On Dask (no pool in the worker) it runs here, in the worker process."""
+    With ``spool_to`` the results are written to that file and only its path and counts are
+    returned (``spool_batch``). On Dask (no pool in the worker) it runs here, in the worker process,
+    and returns the results themselves."""
     shared = _POOLS.get(pool) if pool else None
-    return shared.run(paths, raw_dir) if shared else _batch_fn(raw_dir)(paths, raw_dir)
+    results = shared.run(paths, raw_dir) if shared else _batch_fn(raw_dir)(paths, raw_dir)
+    return spool_batch(results, spool_to) if spool_to else results
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
 def publish_results(
-    results: list[Result],
+    spooled: list[str],
     out_dir: str,
     inputs: int,
     run_id: str | None = None,
@@ -153,12 +199,14 @@ def publish_results(
     gates: Any = None,
     force: bool = False,
 ) -> Manifest:
-    """Write the results (plus those ``plan`` reuses) as a new version of ``out_dir``, make it ``latest``."""
+    """Write the spooled results (files in batch order, plus the results ``plan`` reuses) as a new
+    version of ``out_dir``, make it ``latest``; the files are streamed, one batch at a time."""
     from pipeline.publish import publish
 
     return publish(
-        results, Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates, force=force
-    )
+        read_spool(spooled), Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates,
+        force=force,
+    )  # fmt: skip
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -257,27 +305,33 @@ def process(
         )  # fmt: skip
         log.info("%s", the_plan.describe())
 
-        with _shared_pool(1 if on_dask else workers, len(batches)) as pool:
-            futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool))
-            results: list[Result] = []
-            _report_progress(0, len(paths))
-            for f in futures:  # in order: the pool runs the batches in about that order
-                results += f.result()
-                _report_progress(len(results), len(paths))
-        parsed = sum("record" in r for r in results)
-        log.info("parse: %d records, %d rejects", parsed, len(results) - parsed)
+        with spool() as folder:
+            files = [str(folder / f"batch-{i:06d}.pickle") for i in range(len(batches))]
+            with _shared_pool(1 if on_dask else workers, len(batches)) as pool:
+                spool_to = unmapped(None) if on_dask else files
+                futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool), spool_to)
+                done = parsed = 0
+                _report_progress(0, len(paths))
+                for i, file in enumerate(files):  # in order: the pool runs the batches in about that order
+                    out_i = futures[i].result()
+                    futures[i] = None  # type: ignore[call-overload]  # drop the future: it holds the result
+                    batch = out_i if isinstance(out_i, dict) else spool_batch(out_i, file)  # Dask: spool here
+                    del out_i
+                    done, parsed = done + batch["results"], parsed + batch["records"]
+                    _report_progress(done, len(paths))
+            log.info("parse: %d records, %d rejects", parsed, done - parsed)
 
-        # quote: Prefect would otherwise walk every nested record looking for futures
-        try:
-            manifest: Manifest = publish_results(  # type: ignore[call-overload]
-                quote(results), str(out), the_plan.inputs, run_id, quote(the_plan), keep, quote(config),
-                force,
-            )  # fmt: skip
-        except quality_gates.GateFailed as exc:
-            md = quality_gates.quality_markdown(run_id, exc.results, published=False)
-            create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
-            log.error("gates: %s", exc)
-            raise
+            # quote: Prefect would otherwise walk the plan and the config looking for futures
+            try:
+                manifest: Manifest = publish_results(  # type: ignore[call-overload]
+                    quote(files), str(out), the_plan.inputs, run_id, quote(the_plan), keep, quote(config),
+                    force,
+                )  # fmt: skip
+            except quality_gates.GateFailed as exc:
+                md = quality_gates.quality_markdown(run_id, exc.results, published=False)
+                create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
+                log.error("gates: %s", exc)
+                raise
     where = staging.upload(manifest.run_id) if staging else Path(out_dir) / "versions" / manifest.run_id
     c = manifest.counts
     log.info(

@@ -120,3 +120,46 @@ def test_a_dying_worker_costs_only_its_own_pages(
         r["source"]: r["reason"] for r in pq.read_table(tmp_path / "out/latest/rejects.parquet").to_pylist()
     }
     assert rejects["site/cpt/crash.txt"] == "internal error: worker process failed: BrokenProcessPool"
+
+
+def test_flow_results_go_through_spool_files_and_match_run_local(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import flows
+    from pipeline.process import run_local
+
+    read: list[str] = []
+    results: list[dict[str, Any]] = []
+    real_read_spool = flows.read_spool
+
+    def watched(paths: list[str]) -> Any:
+        for path in paths:  # every batch is a file on disk by the time publish reads it
+            assert Path(path).is_file() and Path(path).stat().st_size > 0
+            read.append(path)
+        for result in real_read_spool(paths):
+            results.append(result)
+            yield result
+
+    monkeypatch.setattr(flows, "read_spool", watched)
+    manifest = flows.process(sample_raw, tmp_path / "flow", batch_size=2, workers=2)
+    assert manifest.counts.model_dump() == SAMPLE_COUNTS
+    assert [Path(p).name for p in read] == [f"batch-{i:06d}.pickle" for i in range(4)]  # batch order
+    assert len(results) == SAMPLE_COUNTS["inputs"]
+    assert not Path(read[0]).parent.exists()  # the spool folder is gone after publishing
+
+    run_local(sample_raw, tmp_path / "local", workers=1, batch_size=200)
+    for name in ("procedures.jsonl", "rejects.jsonl"):
+        flow_out = (tmp_path / "flow" / "latest" / name).read_text(encoding="utf-8")
+        assert flow_out == (tmp_path / "local" / "latest" / name).read_text(encoding="utf-8")
+
+
+def test_spooled_batches_read_back_exactly_and_in_order(tmp_path: Path) -> None:
+    from pipeline.flows import read_spool, spool_batch
+
+    first = [{"record": {"record_id": "a", "codes": ["1", "2"], "n": 1.5}}, {"reject": {"source": "x"}}]
+    second = [{"record": {"record_id": "b", "text": "caf\u00e9 \u2013 \u00bd"}}]
+    a = spool_batch(first, tmp_path / "a")
+    b = spool_batch(second, tmp_path / "b")
+    assert (a["results"], a["records"], b["results"], b["records"]) == (2, 1, 1, 1)
+    assert list(read_spool([a["path"], b["path"]])) == first + second
+    assert list(read_spool([b["path"], a["path"]])) == second + first
