@@ -1,7 +1,8 @@
-"""Schedules: ``procpipe serve --interval 15`` with no Prefect server configured starts one itself,
+"""Schedules: ``procpipe serve --interval 5`` with no Prefect server configured starts one itself,
 publishes a version from a scheduled run, and stops the server when it gets SIGTERM.
 
-One test only: it starts a real Prefect server and a runner (about a minute).
+One test only: it starts a real Prefect server and a runner (its scheduler and the runner's polling
+set to 2 s through Prefect's settings, so the first scheduled run comes within seconds).
 """
 
 from __future__ import annotations
@@ -48,11 +49,15 @@ def test_serve_publishes_on_schedule_and_stops_its_server(tmp_path: Path) -> Non
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    # test speed only: the server's scheduler looks for runs to create every 2 s (not 60 s) and the
+    # runner asks for due runs every 2 s (not 10 s); the schedule, server and runner stay real
+    env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = "2"
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"
     exe = shutil.which("procpipe", path=str(Path(sys.executable).parent)) or "procpipe"
     log = tmp_path / "serve.out"
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [exe, "serve", "--interval", "15"], cwd=project, env=env, stdout=sink, stderr=subprocess.STDOUT
+            [exe, "serve", "--interval", "5"], cwd=project, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
     server_pid = None
     try:
