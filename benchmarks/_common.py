@@ -143,8 +143,9 @@ class TreeMemory:
         while not self._stop.is_set():
             rss, cpu = _tree(self.pid)
             self._ticks.update(cpu)
-            for pid in cpu.keys() - self._role.keys():
-                self._role[pid] = self._classify(pid)
+            for pid in cpu:
+                if self._role.get(pid, "other") == "other":  # a fresh child may not have exec'd yet
+                    self._role[pid] = self._classify(pid)
             if rss > self.peak:
                 self.peak, self.peak_procs = rss, len(cpu)
             self._stop.wait(self.interval)
