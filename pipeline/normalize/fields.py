@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from schemas import Item, Section
 
@@ -57,6 +58,31 @@ _VAGUE_RE = re.compile(
 )
 _SENTENCE = re.compile(r"(?<=[.;!?])\s+|\n+")
 
+# _words_to_digits, compiled once
+_HALF_HOUR = re.compile(r"\bhalf an? hour\b|\bhalf-hour\b|\bhalf hour\b")
+_HOUR_AND_HALF = re.compile(r"\ban hour and a half\b")
+_OVERNIGHT = re.compile(r"\bovernight\b")
+_TENS_RE = re.compile(rf"\b({'|'.join(_TENS)})(?:[- ]({'|'.join(_SMALL)}))?\b")
+_SMALL_RE = re.compile(rf"\b({'|'.join(_SMALL)})\b")
+_AND_A_HALF = re.compile(r"\b(\d+) and a half\b")
+_A_UNIT = re.compile(rf"\ban? ({_UNIT_RE})\b")
+_HOURS_MINUTES = re.compile(
+    r"\b(\d+(?:\.\d+)?)\s*(?:hours?|hrs?),?\s*(?:and\s+)?(\d+)\s*(?:minutes?|mins?)\b"
+)
+_Q_MAX_RE = re.compile(_Q_MAX)
+_Q_MIN_RE = re.compile(_Q_MIN)
+
+#: characters that a case-insensitive pattern matches to an ASCII letter although ``str.lower()``
+#: does not turn them into it (dotted/dotless i, long s, Kelvin sign): a text holding one of them
+#: skips the cheap keyword pre-checks below and goes through the full patterns
+_FOLDS_TO_ASCII = frozenset("\u0130\u0131\u017f\u212a")
+
+
+def _may_contain(text: str, words: tuple[str, ...]) -> bool:
+    """False only when no case-insensitive pattern needing one of ``words`` can match ``text``."""
+    low = text.lower()
+    return any(w in low for w in words) or (not text.isascii() and not _FOLDS_TO_ASCII.isdisjoint(text))
+
 
 @dataclass
 class Span:
@@ -69,26 +95,22 @@ class Span:
 
 def _words_to_digits(text: str) -> str:
     t = text.lower().replace("\u2013", "-").replace("\u2014", "-").replace("\u00a0", " ")
-    t = re.sub(r"\bhalf an? hour\b|\bhalf-hour\b|\bhalf hour\b", "30 minutes", t)
-    t = re.sub(r"\ban hour and a half\b", "1.5 hours", t)
-    t = re.sub(r"\bovernight\b", "1 night", t)
-    tens = "|".join(_TENS)
-    small = "|".join(_SMALL)
-
-    def tens_sub(m: re.Match[str]) -> str:
-        return str(_TENS[m.group(1)] + (_SMALL[m.group(2)] if m.group(2) else 0))
-
-    t = re.sub(rf"\b({tens})(?:[- ]({small}))?\b", tens_sub, t)
-    t = re.sub(rf"\b({small})\b", lambda m: str(_SMALL[m.group(1)]), t)
-    t = re.sub(r"\b(\d+) and a half\b", lambda m: f"{m.group(1)}.5", t)
-    t = re.sub(rf"\ban? ({_UNIT_RE})\b", r"1 \1", t)
+    if "half" in t:
+        t = _HALF_HOUR.sub("30 minutes", t)
+        t = _HOUR_AND_HALF.sub("1.5 hours", t)
+    if "overnight" in t:
+        t = _OVERNIGHT.sub("1 night", t)
+    t = _TENS_RE.sub(_tens_sub, t)
+    t = _SMALL_RE.sub(lambda m: str(_SMALL[m.group(1)]), t)
+    if "half" in t:
+        t = _AND_A_HALF.sub(lambda m: f"{m.group(1)}.5", t)
+    t = _A_UNIT.sub(r"1 \1", t)
     # "1 hour and 30 minutes" is one amount, not a range
-    t = re.sub(
-        r"\b(\d+(?:\.\d+)?)\s*(?:hours?|hrs?),?\s*(?:and\s+)?(\d+)\s*(?:minutes?|mins?)\b",
-        lambda m: f"{round(float(m.group(1)) * 60 + int(m.group(2)))} minutes",
-        t,
-    )
-    return t
+    return _HOURS_MINUTES.sub(lambda m: f"{round(float(m.group(1)) * 60 + int(m.group(2)))} minutes", t)
+
+
+def _tens_sub(m: re.Match[str]) -> str:
+    return str(_TENS[m.group(1)] + (_SMALL[m.group(2)] if m.group(2) else 0))
 
 
 def find_spans(text: str, *, vague: bool = False) -> list[Span]:
@@ -107,9 +129,9 @@ def find_spans(text: str, *, vague: bool = False) -> list[Span]:
         lo: float | None = _to(a, ua, ub)
         hi: float | None = b
         q = (m.group("q") or "").lower()
-        if re.fullmatch(_Q_MAX, q) and q != "within":  # "within 2 to 3 weeks" keeps both ends
+        if _Q_MAX_RE.fullmatch(q) and q != "within":  # "within 2 to 3 weeks" keeps both ends
             lo = None
-        elif re.fullmatch(_Q_MIN, q):
+        elif _Q_MIN_RE.fullmatch(q):
             hi = None
         found.append((m.start(), Span(lo, hi, ub)))
         taken.append((m.start(), m.end()))
@@ -130,9 +152,9 @@ def find_spans(text: str, *, vague: bool = False) -> list[Span]:
 
 def _qualified(lo: float, hi: float, unit: str, q: str | None) -> Span:
     q = (q or "").lower()
-    if q and re.fullmatch(_Q_MAX, q):
+    if q and _Q_MAX_RE.fullmatch(q):
         return Span(None, hi, unit)
-    if q and re.fullmatch(_Q_MIN, q):
+    if q and _Q_MIN_RE.fullmatch(q):
         return Span(lo, None, unit)
     return Span(lo, hi, unit)
 
@@ -199,11 +221,11 @@ def _texts(sections: list[Section], keys: Iterable[str], labels: str | None = No
         if s.key in keys:
             out.extend(section_texts(s))
     if labels:
-        lab = re.compile(labels, re.I)
+        lab = _label_re(labels)
         for s in sections:
             if s.key in keys:
                 continue
-            for it in _walk(s.items):
+            for it in _walk(s.items, []):
                 if it.label and lab.search(it.label):
                     out.append(f"{it.label}: {it.text}")
             for sub in s.subsections:
@@ -213,10 +235,18 @@ def _texts(sections: list[Section], keys: Iterable[str], labels: str | None = No
     return [t for t in out if t]
 
 
-def _walk(items: list[Item]) -> Iterable[Item]:
+@lru_cache(maxsize=64)
+def _label_re(labels: str) -> re.Pattern[str]:
+    return re.compile(labels, re.I)
+
+
+def _walk(items: list[Item], out: list[Item]) -> list[Item]:
+    """``items`` and their nested items, depth first, appended to ``out``."""
     for it in items:
-        yield it
-        yield from _walk(it.items)
+        out.append(it)
+        if it.items:
+            _walk(it.items, out)
+    return out
 
 
 @dataclass
@@ -253,6 +283,10 @@ _SAME_DAY = re.compile(
     r"\boutpatient (?:procedure|basis|setting|surgery)",
     re.I,
 )
+_INPATIENT = re.compile(r"\binpatient\b", re.I)
+# every match of _STAY / _SAME_DAY holds one of these (lower-cased): a cheap test before the pattern
+_STAY_WORDS = ("hospital", "stay", "admi", "discharged", "overnight")
+_SAME_DAY_WORDS = ("same", "hospital", "outpatient")
 
 
 def hospital_stay_days(sections: list[Section], care: list[str]) -> tuple[int | None, int | None]:
@@ -260,7 +294,7 @@ def hospital_stay_days(sections: list[Section], care: list[str]) -> tuple[int | 
     keys = ["recovery", "setting", "duration", "procedure_description", "patient_experience", "summary"]
     sents = sentences(_texts(sections, keys, r"hospital stay|length of stay|recovery"))
     for sent in sents:
-        if not _STAY.search(sent):
+        if not _may_contain(sent, _STAY_WORDS) or not _STAY.search(sent):
             continue
         for span in find_spans(sent):
             if span.unit in ("h",):
@@ -269,7 +303,9 @@ def hospital_stay_days(sections: list[Section], care: list[str]) -> tuple[int | 
                     return 0, 0
             if span.unit in ("h", "d", "w"):
                 return _convert(span, "d")
-    if any(_SAME_DAY.search(s) and not re.search(r"\binpatient\b", s, re.I) for s in sents):
+    if any(
+        _may_contain(s, _SAME_DAY_WORDS) and _SAME_DAY.search(s) and not _INPATIENT.search(s) for s in sents
+    ):
         return 0, 0
     if care and not {"hospital", "inpatient"} & set(care):
         return 0, 0
@@ -329,6 +365,7 @@ _TYPED = re.compile(
     r"(?:an(?:a)?esthe\w*|block|numbing|sedation)",
     re.I,
 )
+_TYPE_WORD = re.compile(rf"\b(?:{_TYPE_WORDS})\b", re.I)
 _SEDATION = re.compile(
     r"\bsedat\w*|\bsedative|twilight|monitored an(?:a)?esthesia care|conscious sedation", re.I
 )
@@ -343,6 +380,10 @@ _NO_ANESTHESIA = re.compile(
 )
 
 
+# every match of the anesthesia patterns holds one of these (lower-cased)
+_ANESTHESIA_WORDS = ("esthe", "sedat", "block", "numbing", "twilight")
+
+
 def anesthesia_types(sections: list[Section]) -> list[str]:
     """general / local / regional / spinal / epidural / sedation, or ["none"] when the page says so."""
     keys = ["anesthesia", "procedure_description", "equipment", "patient_experience"]
@@ -354,11 +395,13 @@ def anesthesia_types(sections: list[Section]) -> list[str]:
             found.append(t)
 
     for sent in sentences(_texts(sections, keys, r"an(?:a)?esthe|sedation")):
+        if not _may_contain(sent, _ANESTHESIA_WORDS):  # none of the patterns below can match
+            continue
         if _NO_ANESTHESIA.search(sent):
             negated = True
             continue
         for m in _TYPED.finditer(sent):
-            for w in re.findall(rf"\b(?:{_TYPE_WORDS})\b", m.group(0), re.I):
+            for w in _TYPE_WORD.findall(m.group(0)):
                 add("local" if w.lower() == "topical" else w.lower())
             if m.group(0).lower().endswith("sedation"):
                 add("sedation")
