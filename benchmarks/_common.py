@@ -195,8 +195,22 @@ def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{model or platform.processor()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average at start {load}"
+        f"load average at start {load}, procpipe at {revision()}"
     )
+
+
+def revision() -> str:
+    """The project's git commit (short), with "+changes" when the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def mib(n: int) -> str:
