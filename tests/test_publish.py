@@ -317,6 +317,12 @@ def _fail(*args: Any, **kwargs: Any) -> Any:
     raise OSError("disk full (injected)")
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (sub-folders included) by relative path."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+
 @pytest.mark.parametrize(
     "where",
     ["child_rows", "second_chunk", "rejects_table", "version_rename", "latest_switch", "latest_file"],
@@ -325,7 +331,7 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
     out: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     publish([record("29881"), reject("e.txt")], out, inputs=2, run_id="v1")
-    before = {p.relative_to(out / "versions" / "v1").as_posix(): p.read_bytes() for p in (out / "versions" / "v1").rglob("*") if p.is_file()}
+    before = _snapshot(out / "versions" / "v1")
 
     if where == "child_rows":
         monkeypatch.setattr(tables, "child_rows", _fail)
@@ -362,7 +368,7 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
         assert latest_version(out) == (out / "versions" / "v1").resolve()
         assert (out / "LATEST").read_text().strip() == "v1"
     assert os.readlink(out / "latest") == os.path.join("versions", "v1" if where != "latest_file" else "v2")
-    assert {p.relative_to(out / "versions" / "v1").as_posix(): p.read_bytes() for p in (out / "versions" / "v1").rglob("*") if p.is_file()} == before
+    assert _snapshot(out / "versions" / "v1") == before
     assert_intact(out / "versions" / "v1")
     # the out-dir lock file (flock) stays by design; temporaries must not
     leftovers = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 HeadingKind = Literal["h", "bold", "dt", "summary", "line", "label"]
 
@@ -51,7 +51,7 @@ class ListBlock:
     items: list[Item] = field(default_factory=list)
 
 
-Block = Union[Heading, Paragraph, ListBlock]
+Block = Heading | Paragraph | ListBlock
 
 
 @dataclass
