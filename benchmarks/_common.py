@@ -69,8 +69,8 @@ def procpipe_exe(given: str | None) -> str:
     return str(local) if local.exists() else (shutil.which("procpipe") or "procpipe")
 
 
-def _tree(root: int) -> tuple[int, dict[int, int]]:
-    """(summed RSS in bytes, {pid: CPU ticks so far}) of ``root`` and all its descendants."""
+def _tree(root: int) -> tuple[dict[int, int], dict[int, int]]:
+    """({pid: RSS in bytes}, {pid: CPU ticks so far}) of ``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
     for name in os.listdir("/proc"):
@@ -85,17 +85,19 @@ def _tree(root: int) -> tuple[int, dict[int, int]]:
         pid = int(name)
         children.setdefault(int(fields[1]), []).append(pid)
         ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
-    total, cpu, todo = 0, {}, [root]
+    rss: dict[int, int] = {}
+    cpu: dict[int, int] = {}
+    todo = [root]
     while todo:
         pid = todo.pop()
         try:
             with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * PAGE_SIZE
+                rss[pid] = int(fh.read().split()[1]) * PAGE_SIZE
             cpu[pid] = ticks.get(pid, 0)
         except OSError:
             pass
         todo += children.get(pid, [])
-    return total, cpu
+    return rss, cpu
 
 
 class TreeMemory:
@@ -108,6 +110,8 @@ class TreeMemory:
         self.pid, self.interval = pid, interval
         self.peak = 0
         self.peak_procs = 0
+        self.peak_by_role: dict[str, int] = {}  # RSS of each kind of process at the moment of the peak
+        self.role_peaks: dict[str, int] = {}  # each kind's own peak, whenever it was
         self._ticks: dict[int, int] = {}
         self._role: dict[int, str] = {}
         self._stop = threading.Event()
@@ -146,8 +150,15 @@ class TreeMemory:
             for pid in cpu:
                 if self._role.get(pid, "other") == "other":  # a fresh child may not have exec'd yet
                     self._role[pid] = self._classify(pid)
-            if rss > self.peak:
-                self.peak, self.peak_procs = rss, len(cpu)
+            by_role: dict[str, int] = {}
+            for pid, r in rss.items():
+                role = self._role.get(pid, "other")
+                by_role[role] = by_role.get(role, 0) + r
+            for role, r in by_role.items():
+                self.role_peaks[role] = max(r, self.role_peaks.get(role, 0))
+            total = sum(rss.values())
+            if total > self.peak:
+                self.peak, self.peak_procs, self.peak_by_role = total, len(rss), dict(sorted(by_role.items()))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemory:
@@ -167,6 +178,8 @@ class Timed:
     peak_procs: int
     cpu_s: float
     cpu_by_role: dict[str, float]
+    peak_by_role: dict[str, int]
+    role_peaks: dict[str, int]
     output: str
 
 
@@ -179,7 +192,17 @@ def timed_run(cmd: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> Timed
     with TreeMemory(proc.pid) as mem:
         out, _ = proc.communicate()
     dt = time.perf_counter() - t0
-    return Timed(dt, proc.returncode, mem.peak, mem.peak_procs, mem.cpu_seconds, mem.cpu_by_role, out[-4000:])
+    return Timed(
+        dt,
+        proc.returncode,
+        mem.peak,
+        mem.peak_procs,
+        mem.cpu_seconds,
+        mem.cpu_by_role,
+        mem.peak_by_role,
+        mem.role_peaks,
+        out[-4000:],
+    )
 
 
 def machine() -> str:

@@ -141,6 +141,8 @@ def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) 
         f"({full.peak_procs} processes at the peak)",
         flush=True,
     )
+    print("        at the peak: " + ", ".join(f"{k} {mib(v)}" for k, v in full.peak_by_role.items()))
+    print("        each kind's own peak: " + ", ".join(f"{k} {mib(v)}" for k, v in full.role_peaks.items()))
     if not args.keep:
         shutil.rmtree(out_full, ignore_errors=True)
     return {
@@ -158,6 +160,8 @@ def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) 
         "empty_peak_rss": empty.peak_rss,
         "peak_procs": full.peak_procs,
         "cpu_by_role": {k: round(v, 2) for k, v in full.cpu_by_role.items()},
+        "peak_by_role": full.peak_by_role,
+        "role_peaks": full.role_peaks,
         "load_at_start": load,
         "exit": full.returncode,
     }
