@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.publish.extras import file_entry, fsync_path
 from schemas import FileEntry
 
 JSON_DIR = "json"
@@ -55,7 +56,7 @@ def _sync_tree(root: Path, files: list[Path]) -> None:
             with path.open("rb") as fh:
                 os.fsync(fh.fileno())
     for folder in sorted({p.parent for p in files} | {root}, key=lambda p: len(p.parts), reverse=True):
-        _fsync_dir(folder)
+        fsync_path(folder)
 
 
 def _syncfs(path: Path) -> bool:
@@ -76,7 +77,6 @@ def _syncfs(path: Path) -> bool:
 
 def write_app_files(folder: Path) -> dict[str, FileEntry]:
     """Publish-time writer: ``json/<system>/<code>.json`` per record, then ``json/index.json``."""
-    from pipeline.publish.extras import file_entry
 
     root = folder / JSON_DIR
     root.mkdir(exist_ok=True)
@@ -111,14 +111,3 @@ def write_app_files(folder: Path) -> dict[str, FileEntry]:
     return {f"{JSON_DIR}/{INDEX_NAME}": file_entry(index, len(entries))}
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

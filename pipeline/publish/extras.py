@@ -25,6 +25,20 @@ from schemas import FileEntry
 Writer = Callable[[Path], dict[str, FileEntry]]
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's data to disk (folders: where the OS allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def file_entry(path: Path, rows: int | None = None, *, fsync: bool = True) -> FileEntry:
     """sha256, size and rows of a written file; fsynced (the version is renamed into place after)."""
     digest = hashlib.sha256()

@@ -27,7 +27,6 @@ are pruned (``versions.prune``).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -48,6 +47,7 @@ from pipeline.publish import changes as change_report
 from pipeline.publish import extras, tables
 from pipeline.publish import gates as quality_gates
 from pipeline.publish.dedupe import Candidate, Folder
+from pipeline.publish.extras import file_entry, fsync_path
 from pipeline.publish.lock import out_dir_lock
 from pipeline.publish.versions import DEFAULT_KEEP, TMP_PREFIX, clean_leftovers, prune
 from pipeline.version import parser_version
@@ -90,29 +90,6 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _fsync_path(path: Path) -> None:
-    """Flush a file's or a folder's data to disk (folders: where the OS allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _file_entry(path: Path, rows: int | None) -> FileEntry:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-        os.fsync(fh.fileno())
-    return FileEntry(sha256=digest.hexdigest(), rows=rows, bytes=path.stat().st_size)
-
-
 class _ParquetFile:
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path, self.schema, self.rows = path, schema, 0
@@ -125,7 +102,7 @@ class _ParquetFile:
 
     def close(self) -> FileEntry:
         self._writer.close()
-        return _file_entry(self.path, self.rows)
+        return file_entry(self.path, self.rows)
 
 
 class _JsonlFile:
@@ -140,7 +117,7 @@ class _JsonlFile:
 
     def close(self) -> FileEntry:
         self._fh.close()
-        return _file_entry(self.path, self.rows)
+        return file_entry(self.path, self.rows)
 
 
 def _reject_of(raw: Any) -> Reject:
@@ -306,7 +283,7 @@ def _link(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-        _file_entry(Path(dst), None)  # fsync
+        file_entry(Path(dst), None)  # fsync
 
 
 def _link_version(
@@ -388,7 +365,7 @@ def switch_latest(out_dir: Path, run_id: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_file, out_dir / LATEST_FILE)
-        _fsync_path(out_dir)
+        fsync_path(out_dir)
     finally:
         _remove(tmp_link)
         _remove(tmp_file)
@@ -489,9 +466,9 @@ def publish(
                 results, tmp, inputs=inputs, run_id=run_id, created=created, plan=plan, config=config,
                 force=force, previous=previous, previous_manifest=previous_manifest,
             )  # fmt: skip
-            _fsync_path(tmp)
+            fsync_path(tmp)
             os.rename(tmp, final)
-            _fsync_path(versions)
+            fsync_path(versions)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -541,7 +518,7 @@ def _assemble(
         same_records=counts.records if same else None,
     )
     for name, rows in written.items():
-        files[name] = _file_entry(tmp / name, rows)
+        files[name] = file_entry(tmp / name, rows)
     change_counts = report.counts.as_dict()
     if linked:
         # the derived files were linked with the tables; only the per-run data package is new
@@ -576,5 +553,5 @@ def _assemble(
     )
     path = tmp / MANIFEST
     path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    _file_entry(path, None)  # fsync
+    file_entry(path, None)  # fsync
     return manifest
