@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--limit", type=int, help="time only the first LIMIT files of the corpus")
+    ap.add_argument("--raw", type=Path, help="time this raw folder instead of the synthetic corpus")
+    ap.add_argument("--repeat", type=int, default=1, help="time every file this many times")
     args = ap.parse_args(argv)
 
     from bs4 import BeautifulSoup
@@ -46,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.sources.files import read_page
 
     warnings.filterwarnings("ignore")
-    raw = corpus(args.n, args.seed, args.cache)
+    raw = args.raw if args.raw else corpus(args.n, args.seed, args.cache)
     warm_cache(raw)
     files = page_files(raw)[: args.limit] if args.limit else page_files(raw)
+    files = files * args.repeat
     print(f"machine: {machine()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}   {len(files)} pages of corpus n={args.n}")
 
