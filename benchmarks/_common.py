@@ -40,6 +40,26 @@ def corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE) -> Path:
     return target
 
 
+def real_corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE, source: Path | None = None) -> Path:
+    """``n`` pages of real content in every markup style (``gen_real_corpus.py``), generated once
+    per ``(n, seed)`` into ``cache/real-...`` and reused."""
+    sys.path.insert(0, str(HERE))
+    from gen_real_corpus import DEFAULT_SOURCE, generate
+
+    target = cache / f"real-n{n}-s{seed}"
+    done = cache / f"real-n{n}-s{seed}.done"
+    if done.exists() and target.is_dir():
+        return target
+    tmp = cache / f".tmp-real-n{n}-s{seed}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"generating {n} real-content pages (seed {seed}) into {target} ...", file=sys.stderr, flush=True)
+    generate(tmp, n, seed, source or DEFAULT_SOURCE)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    done.write_text("ok\n")
+    return target
+
+
 def page_files(raw: Path) -> list[Path]:
     """The input pages of a corpus folder (sidecars excluded), sorted like the pipeline sorts them."""
     return sorted(p for p in raw.iterdir() if p.is_file() and not p.name.endswith(".meta.json"))

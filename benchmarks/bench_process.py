@@ -37,6 +37,7 @@ from _common import (
     mib,
     page_files,
     procpipe_exe,
+    real_corpus,
     run_env,
     timed_run,
     warm_cache,
@@ -80,7 +81,7 @@ def _floor(files: list[Path], when: str) -> tuple[float, float]:
 
 def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) -> dict[str, Any]:
     """Floor, empty run and full run for one corpus size; prints them and returns the figures."""
-    raw = corpus(n, args.seed, args.cache)
+    raw = real_corpus(n, args.seed, args.cache) if args.real else corpus(n, args.seed, args.cache)
     files = page_files(raw)
     size = warm_cache(raw)
     work = args.cache / "runs"
@@ -94,7 +95,8 @@ def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) 
     cmd = [exe, "process", *extra]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"\n== {n} pages ({len(files)} files, {size / 2**20:.0f} MiB with sidecars), load {load} ==",
+        f"\n== {n} {'real-content' if args.real else 'synthetic'} pages ({len(files)} files, "
+        f"{size / 2**20:.0f} MiB with sidecars), load {load} ==",
         flush=True,
     )
 
@@ -173,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", default="10000,50000", help="comma-separated page counts (default 10000,50000)"
     )
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--real", action="store_true",
+        help="real page content in every markup style (gen_real_corpus.py, from ../shared/corpus) "
+        "instead of the synthetic corpus",
+    )  # fmt: skip
     ap.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="corpora and run outputs (default %(default)s)"
     )
