@@ -231,11 +231,15 @@ def from_page(doc: Document) -> tuple[str | None, str | None, str | None]:
     if crumb_code:
         return system, crumb_code, system_raw
     for text in _name_block_texts(doc):
+        if "(" not in text:  # every _PAREN_CODE match starts with one
+            continue
         for pm in _PAREN_CODE.finditer(text):
             named = canonical_system(pm.group("sys")) if pm.group("sys") else None
             if named or fits(pm.group("code")):
                 return system or named, pm.group("code"), system_raw or pm.group("sys")
     for text in _page_texts(doc):
+        if not _may_mention(text):
+            continue
         for mm in _MENTION.finditer(text):
             named = canonical_system(mm.group("sys"))
             code = mm.group("code")
@@ -341,7 +345,16 @@ def strip_code_prefix(title: str | None, code: str) -> str | None:
     return t or None
 
 
+def _may_mention(text: str) -> bool:
+    """False only when ``_MENTION`` cannot match: every match holds "code" in some case (none of its
+    letters has a non-ASCII case variant in ``re``), and scanning long page texts with the
+    case-insensitive pattern is slow."""
+    return "code" in text.lower()
+
+
 def code_mentions(text: str) -> Iterable[re.Match[str]]:
     """Parenthesized or "<system> code X" mentions of a code in a text (for stripping them from names)."""
-    yield from _PAREN_CODE.finditer(text)
-    yield from _MENTION.finditer(text)
+    if "(" in text:
+        yield from _PAREN_CODE.finditer(text)
+    if _may_mention(text):
+        yield from _MENTION.finditer(text)
