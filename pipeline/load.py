@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,23 +183,44 @@ def read_rejects(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def section_coverage(path: Path) -> dict[str, float]:
-    """Share of the version's records that have each canonical section key, in vocabulary order."""
-    import pyarrow.parquet as pq
-
+def coverage_of(having: Mapping[str, int], records: int) -> dict[str, float]:
+    """Section coverage from ``having`` (how many records have each section key) and the number of
+    records: every canonical key in vocabulary order, then ``other`` when some record has it."""
     from pipeline.normalize.vocabulary import load_vocabulary
 
     keys = list(dict.fromkeys(load_vocabulary().procedure.values()))
-    records = pq.read_metadata(path / "procedures.parquet").num_rows
     if not records:
         return dict.fromkeys(keys, 0.0)
-    table = pq.read_table(path / "sections.parquet", columns=["record_id", "key"])
-    pairs = set(zip(table["record_id"].to_pylist(), table["key"].to_pylist(), strict=True))
-    having: Counter[str] = Counter(key for _, key in pairs)
     out = {key: having.get(key, 0) / records for key in keys}
     if having.get("other"):
         out["other"] = having["other"] / records
     return out
+
+
+def section_coverage(path: Path) -> dict[str, float]:
+    """Share of the version's records that have each canonical section key, in vocabulary order.
+
+    Reads ``record_id`` and ``key`` of ``sections.parquet`` one row group at a time (memory stays
+    flat with the number of records). The table is in ``record_id`` order, as publish writes it, so
+    a record's sections are adjacent: a record whose rows straddle two row groups is counted once.
+    """
+    import pyarrow.parquet as pq
+
+    records = pq.read_metadata(path / "procedures.parquet").num_rows
+    having: Counter[str] = Counter()
+    if records:
+        table = pq.ParquetFile(path / "sections.parquet")
+        last_id: str | None = None
+        last_keys: set[str] = set()
+        for group in range(table.num_row_groups):
+            cols = table.read_row_group(group, columns=["record_id", "key"])
+            for rid, key in zip(cols["record_id"].to_pylist(), cols["key"].to_pylist(), strict=True):
+                if rid != last_id:
+                    having.update(last_keys)
+                    last_id, last_keys = rid, set()
+                last_keys.add(key)
+        having.update(last_keys)
+    return coverage_of(having, records)
 
 
 def run_summary(out_dir: str | Path = "processed", version: str = "latest") -> dict[str, Any]:

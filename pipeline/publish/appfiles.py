@@ -22,11 +22,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.publish.extras import file_entry, fsync_path
 from schemas import FileEntry
+
+#: a JSON string literal, as ``json.dumps(..., ensure_ascii=False)`` writes it
+_json = json.JSONEncoder(ensure_ascii=False).encode
 
 JSON_DIR = "json"
 INDEX_NAME = "index.json"
@@ -45,18 +49,25 @@ class AppIndexEntry(BaseModel):
     bytes: int
 
 
-def _sync_tree(root: Path, files: list[Path]) -> None:
+def _sync_tree(root: Path, systems: set[str]) -> None:
     """Make the written files durable before the version is renamed into place.
 
     One ``syncfs`` of the folder's file system where Linux offers it (an fsync per file costs ~3 ms
-    each on a disk: 30 s for 10,000 records), else an fsync per file; then the folders.
+    each on a disk: 30 s for 10,000 records), else an fsync of every file in the ``systems``
+    folders (all written by this run: the folder is new); then the folders and ``root``.
     """
     if not _syncfs(root):
-        for path in files:
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
-    for folder in sorted({p.parent for p in files} | {root}, key=lambda p: len(p.parts), reverse=True):
-        fsync_path(folder)
+        for system in sorted(systems):
+            with os.scandir(root / system) as entries:
+                for entry in entries:
+                    fd = os.open(entry.path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+    for system in sorted(systems):
+        fsync_path(root / system)
+    fsync_path(root)
 
 
 def _syncfs(path: Path) -> bool:
@@ -75,39 +86,62 @@ def _syncfs(path: Path) -> bool:
         os.close(fd)
 
 
+class AppFilesSink:
+    """Publish-time writer fed by the record stream (``record_id`` order): each record's line goes to
+    ``json/<system>/<code>.json`` and its index entry straight to ``json/index.json``, so neither
+    the records nor the index are held in memory or read back from ``procedures.jsonl``.
+
+    ``index.json`` is written as ``json.dumps(entries, ensure_ascii=False, indent=1)`` would write
+    the whole list (the format readers have always had), one entry at a time.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.root = folder / JSON_DIR
+        self.root.mkdir(exist_ok=True)
+        self.count = 0
+        self._made: set[str] = set()
+        self._index: IO[str] = (self.root / INDEX_NAME).open("w", encoding="utf-8")
+
+    def add(self, line: bytes, rec: dict[str, Any]) -> None:
+        system, code = rec["code_system"], rec["code"]
+        if system not in self._made:
+            (self.root / system).mkdir(exist_ok=True)
+            self._made.add(system)
+        rel = f"{system}/{code}.json"
+        path = self.root / rel
+        with open(path, "wb") as fh:
+            fh.write(line)
+        title = rec.get("title")
+        self._index.write(
+            ("[\n {" if not self.count else ",\n {")
+            + f'\n  "code": {_json(code)},\n  "system": {_json(system)},'
+            + f'\n  "title": {"null" if title is None else _json(title)},\n  "path": {_json(rel)},'
+            + f'\n  "sha256": "{hashlib.sha256(line).hexdigest()}",\n  "bytes": {len(line)}\n }}'
+        )
+        self.count += 1
+
+    def close(self) -> dict[str, FileEntry]:
+        self._index.write("\n]\n" if self.count else "[]\n")
+        self._index.close()
+        index = self.root / INDEX_NAME
+        _sync_tree(self.root, self._made)
+        return {f"{JSON_DIR}/{INDEX_NAME}": file_entry(index, self.count)}
+
+    def abort(self) -> None:
+        self._index.close()
+
+
 def write_app_files(folder: Path) -> dict[str, FileEntry]:
-    """Publish-time writer: ``json/<system>/<code>.json`` per record, then ``json/index.json``."""
-
-    root = folder / JSON_DIR
-    root.mkdir(exist_ok=True)
-    entries: list[dict[str, object]] = []
-    written: list[Path] = []
-    made: set[str] = set()
-    with (folder / "procedures.jsonl").open("rb") as fh:
-        for line in fh:
-            line = line.rstrip(b"\n")
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            system, code = rec["code_system"], rec["code"]
-            if system not in made:
-                (root / system).mkdir(exist_ok=True)
-                made.add(system)
-            rel = f"{system}/{code}.json"
-            (root / rel).write_bytes(line)
-            written.append(root / rel)
-            entry = AppIndexEntry(
-                code=code,
-                system=system,
-                title=rec.get("title"),
-                path=rel,
-                sha256=hashlib.sha256(line).hexdigest(),
-                bytes=len(line),
-            )
-            entries.append(entry.model_dump())
-    index = root / INDEX_NAME
-    index.write_text(json.dumps(entries, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    _sync_tree(root, written)
-    return {f"{JSON_DIR}/{INDEX_NAME}": file_entry(index, len(entries))}
-
-
+    """``json/<system>/<code>.json`` per record of the folder's ``procedures.jsonl``, then
+    ``json/index.json`` (publish feeds ``AppFilesSink`` directly instead)."""
+    sink = AppFilesSink(folder)
+    try:
+        with (folder / "procedures.jsonl").open("rb") as fh:
+            for line in fh:
+                line = line.rstrip(b"\n")
+                if line.strip():
+                    sink.add(line, json.loads(line))
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()

@@ -1,10 +1,16 @@
 """Derived files of a version, written after the core tables and before the manifest.
 
-Each writer takes the version folder (holding procedures.jsonl, the Parquet tables, rejects and
-duplicates) and returns ``{file name: FileEntry}`` for what it wrote, so the manifest lists and
-hashes those files too. Writers run in the order of ``WRITERS``; ``LAST`` (the Frictionless data
-package, which describes the tables found in the folder) always runs after all of them, so a table
-written by a writer registered later is still described.
+Two kinds of writer, both ending in ``{file name: FileEntry}`` for what they wrote, so the manifest
+lists and hashes those files too:
+
+- a *sink* (``SINKS``: factories taking the version folder) is fed every published record while the
+  core tables are written (``add(line, record)`` in ``record_id`` order, ``line`` being the record's
+  line of procedures.jsonl and ``record`` its parsed JSON, not to be changed), then ``close()``; it
+  never reads the records back from disk and holds none of them;
+- a folder writer (``WRITERS``) takes the finished version folder (procedures.jsonl, the Parquet
+  tables, rejects and duplicates) after the tables. Writers run in the order of ``WRITERS``;
+  ``LAST`` (the Frictionless data package, which describes the tables found in the folder) always
+  runs after all of them, so a table written by a writer registered later is still described.
 
 The derived files (see each module):
 
@@ -19,10 +25,21 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from schemas import FileEntry
 
 Writer = Callable[[Path], dict[str, FileEntry]]
+
+
+class Sink(Protocol):
+    """A derived file written from the record stream (see the module's docstring)."""
+
+    def add(self, line: bytes, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> dict[str, FileEntry]: ...
+
+    def abort(self) -> None: ...
 
 
 def fsync_path(path: Path) -> None:
@@ -50,16 +67,16 @@ def file_entry(path: Path, rows: int | None = None, *, fsync: bool = True) -> Fi
     return FileEntry(sha256=digest.hexdigest(), rows=rows, bytes=path.stat().st_size)
 
 
-def _search_index(folder: Path) -> dict[str, FileEntry]:
-    from pipeline.publish.search_index import write_search_index
+def _search_index(folder: Path) -> Sink:
+    from pipeline.publish.search_index import SearchIndexSink
 
-    return write_search_index(folder)
+    return SearchIndexSink(folder)
 
 
-def _app_files(folder: Path) -> dict[str, FileEntry]:
-    from pipeline.publish.appfiles import write_app_files
+def _app_files(folder: Path) -> Sink:
+    from pipeline.publish.appfiles import AppFilesSink
 
-    return write_app_files(folder)
+    return AppFilesSink(folder)
 
 
 def _datapackage(folder: Path) -> dict[str, FileEntry]:
@@ -68,12 +85,16 @@ def _datapackage(folder: Path) -> dict[str, FileEntry]:
     return write_datapackage(folder)
 
 
-WRITERS: list[Writer] = [_search_index, _app_files]
+#: Fed while the tables are written: the search index, the app files.
+SINKS: list[Callable[[Path], Sink]] = [_search_index, _app_files]
+#: Run on the folder after the tables (and after the sinks closed).
+WRITERS: list[Writer] = []
 #: Runs after every writer in ``WRITERS``: it describes the Parquet files written before it.
 LAST: Writer = _datapackage
 
 
 def write_extras(folder: Path) -> dict[str, FileEntry]:
+    """Run the folder writers, then ``LAST`` (the sinks ran with the tables)."""
     files: dict[str, FileEntry] = {}
     for writer in [*WRITERS, LAST]:
         files.update(writer(folder))

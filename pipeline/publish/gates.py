@@ -18,6 +18,7 @@ the manifest (``gates``) either way, and ``quality_markdown`` renders them for t
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -103,16 +104,20 @@ def load_config(path: str | Path | None = None, *, cwd: Path | None = None) -> G
     return config_from(table, where or str(DEFAULT_FILE))
 
 
-def measure(folder: Path, inputs: int, records: int, rejects: int) -> dict[str, Any]:
-    """The numbers gates judge, read from a written version folder."""
-    from pipeline.load import section_coverage
+def measure(
+    folder: Path, inputs: int, records: int, rejects: int, *, having: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The numbers gates judge for a written version folder. ``having`` (records per section key,
+    as the writer counted them) spares reading the sections table back."""
+    from pipeline.load import coverage_of, section_coverage
 
+    coverage = coverage_of(having, records) if having is not None else section_coverage(folder)
     return {
         "inputs": inputs,
         "records": records,
         "rejects": rejects,
         "reject_rate": rejects / inputs if inputs else 0.0,
-        "coverage": {k: round(v, 6) for k, v in section_coverage(folder).items()},
+        "coverage": {k: round(v, 6) for k, v in coverage.items()},
     }
 
 

@@ -102,36 +102,62 @@ def create_schema(db: sqlite3.Connection) -> None:
     )
 
 
+class IndexBuilder:
+    """Builds ``search.sqlite`` from records fed one at a time (in ``record_id`` order), so publish
+    can index each record as it writes it instead of reading ``procedures.jsonl`` back."""
+
+    def __init__(self, index_path: Path) -> None:
+        if index_path.exists():
+            index_path.unlink()
+        self.path, self.count = index_path, 0
+        self._db = sqlite3.connect(index_path)
+        self._docs: list[tuple[Any, ...]] = []
+        self._fts: list[tuple[Any, ...]] = []
+        try:
+            self._db.execute("PRAGMA journal_mode = OFF")  # a half-written index dies with its folder
+            self._db.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
+            create_schema(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def add(self, rec: dict[str, Any]) -> None:
+        """Index one record (a ``procedures.jsonl`` object)."""
+        n = self.count = self.count + 1
+        cols = index_columns(rec)
+        self._docs.append((n, rec["record_id"], rec["code_system"], rec["code"], rec.get("title")))
+        self._fts.append((n, *cols.values(), rec["code_system"]))
+        if len(self._docs) >= _BATCH:
+            _flush(self._db, self._docs, self._fts)
+
+    def close(self) -> int:
+        """Finish the index (meta, optimize, commit); returns the number of records."""
+        try:
+            _flush(self._db, self._docs, self._fts)
+            self._db.execute("INSERT INTO meta VALUES ('records', ?)", (str(self.count),))
+            self._db.execute("INSERT INTO fts(fts) VALUES ('optimize')")
+            self._db.commit()
+        finally:
+            self._db.close()
+        return self.count
+
+    def abort(self) -> None:
+        """Drop the connection without finishing (the folder is being thrown away)."""
+        self._db.close()
+
+
 def build_index(records_jsonl: Path, index_path: Path) -> int:
     """Write an FTS5 index of every record in ``records_jsonl`` to ``index_path``; returns the count."""
-    if index_path.exists():
-        index_path.unlink()
-    db = sqlite3.connect(index_path)
-    n = 0
+    builder = IndexBuilder(index_path)
     try:
-        db.execute("PRAGMA journal_mode = OFF")  # a half-written index dies with its unpublished folder
-        db.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
-        create_schema(db)
-        docs: list[tuple[Any, ...]] = []
-        fts: list[tuple[Any, ...]] = []
         with records_jsonl.open(encoding="utf-8") as fh:
             for line in fh:
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                n += 1
-                cols = index_columns(rec)
-                docs.append((n, rec["record_id"], rec["code_system"], rec["code"], rec.get("title")))
-                fts.append((n, *cols.values(), rec["code_system"]))
-                if len(docs) >= _BATCH:
-                    _flush(db, docs, fts)
-        _flush(db, docs, fts)
-        db.execute("INSERT INTO meta VALUES ('records', ?)", (str(n),))
-        db.execute("INSERT INTO fts(fts) VALUES ('optimize')")
-        db.commit()
-    finally:
-        db.close()
-    return n
+                if line.strip():
+                    builder.add(json.loads(line))
+    except BaseException:
+        builder.abort()
+        raise
+    return builder.close()
 
 
 def _flush(db: sqlite3.Connection, docs: list[tuple[Any, ...]], fts: list[tuple[Any, ...]]) -> None:
@@ -149,3 +175,22 @@ def write_search_index(folder: Path) -> dict[str, FileEntry]:
     path = folder / INDEX_FILE
     rows = build_index(folder / "procedures.jsonl", path)
     return {INDEX_FILE: file_entry(path, rows)}
+
+
+class SearchIndexSink:
+    """Publish-time writer fed by the record stream: ``search.sqlite`` without re-reading the records."""
+
+    def __init__(self, folder: Path) -> None:
+        self._builder = IndexBuilder(folder / INDEX_FILE)
+
+    def add(self, line: bytes, rec: dict[str, Any]) -> None:
+        self._builder.add(rec)
+
+    def close(self) -> dict[str, FileEntry]:
+        from pipeline.publish.extras import file_entry
+
+        rows = self._builder.close()
+        return {INDEX_FILE: file_entry(self._builder.path, rows)}
+
+    def abort(self) -> None:
+        self._builder.abort()

@@ -148,71 +148,89 @@ def _fit_items(items: list[dict[str, Any]], level: int = 1) -> list[dict[str, An
     return out
 
 
-def procedure_row(record: ProcedureRecord) -> dict[str, Any]:
-    """One row of ``procedures`` (python values, datetimes kept) from a validated record."""
-    row = record.model_dump()
-    for section in row["sections"]:
+def procedure_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``procedures`` from a validated record as plain JSON data (a parsed line of
+    ``procedures.jsonl``): item nesting cut to ``ITEM_LEVELS``, ``source.fetched_at`` back to a datetime.
+
+    The dict is changed in place and returned (the caller parsed it for this row).
+    """
+    for section in record["sections"]:
         section["items"] = _fit_items(section["items"])
         for sub in section["subsections"]:
             sub["items"] = _fit_items(sub["items"])
-    return row
+    source = record["source"]
+    fetched = source.get("fetched_at")
+    if isinstance(fetched, str):
+        source["fetched_at"] = datetime.fromisoformat(fetched)
+    return record
 
 
 def _walk_items(
-    items: list[Any], depth: int, parent: int | None, counter: list[int]
-) -> Iterator[tuple[int, int, int | None, Any]]:
+    items: list[dict[str, Any]], depth: int, parent: int | None, counter: list[int]
+) -> Iterator[tuple[int, int, int | None, dict[str, Any]]]:
     for item in items:
         pos = counter[0]
         counter[0] += 1
         yield pos, depth, parent, item
-        yield from _walk_items(item.items, depth + 1, pos, counter)
+        yield from _walk_items(item["items"], depth + 1, pos, counter)
 
 
 def child_rows(
-    record: ProcedureRecord,
+    record: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows of ``sections``, ``items`` and ``similar_codes`` for one record."""
-    key = {"record_id": record.record_id, "code_system": record.code_system, "code": record.code}
+    """Rows of ``sections``, ``items`` and ``similar_codes`` for one record (validated, as JSON data).
+
+    Call it before ``procedure_row``, which cuts the item nesting of the same dict.
+    """
+    rid, system, code = record["record_id"], record["code_system"], record["code"]
     sections: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
-    for s_pos, section in enumerate(record.sections):
+    for s_pos, section in enumerate(record["sections"]):
         counter = [0]
-        groups = [(None, section.items)] + [(sub.heading, sub.items) for sub in section.subsections]
+        key = section["key"]
+        subs = section["subsections"]
+        groups = [(None, section["items"])] + [(sub["heading"], sub["items"]) for sub in subs]
         for heading, group in groups:
             for pos, depth, parent, item in _walk_items(group, 0, None, counter):
                 items.append(
                     {
-                        **key,
+                        "record_id": rid,
+                        "code_system": system,
+                        "code": code,
                         "section_position": s_pos,
-                        "section_key": section.key,
+                        "section_key": key,
                         "subsection": heading,
                         "position": pos,
                         "depth": depth,
                         "parent_position": parent,
-                        "label": item.label,
-                        "text": item.text,
+                        "label": item["label"],
+                        "text": item["text"],
                     }
                 )
         sections.append(
             {
-                **key,
+                "record_id": rid,
+                "code_system": system,
+                "code": code,
                 "position": s_pos,
-                "key": section.key,
-                "heading": section.heading,
-                "text": section.text,
+                "key": key,
+                "heading": section["heading"],
+                "text": section["text"],
                 "n_items": counter[0],
-                "n_subsections": len(section.subsections),
+                "n_subsections": len(subs),
             }
         )
     similar = [
         {
-            **key,
-            "similar_code_system": s.code_system,
-            "similar_code": s.code,
-            "title": s.title,
-            "url": s.url,
+            "record_id": rid,
+            "code_system": system,
+            "code": code,
+            "similar_code_system": s["code_system"],
+            "similar_code": s["code"],
+            "title": s["title"],
+            "url": s["url"],
         }
-        for s in record.similar_codes
+        for s in record["similar_codes"]
     ]
     return sections, items, similar
 

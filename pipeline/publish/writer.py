@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,12 +155,23 @@ def _invalid_record(raw: Any, exc: ValidationError) -> Reject:
 
 def _write_version(
     results: Iterable[dict[str, Any]], folder_path: Path, *, inputs: int, plan: Plan | None = None
-) -> tuple[Counts, dict[str, FileEntry]]:
-    """Write the core tables (and, given a plan, the input ledger) into ``folder_path``."""
+) -> tuple[Counts, dict[str, FileEntry], dict[str, int]]:
+    """Write the core tables (and, given a plan, the input ledger) into ``folder_path``, feeding every
+    record to the extras' sinks on the way (search index, app files).
+
+    Returns the counts, the files written and, per section key, how many records have that key
+    (``having``: what section coverage is computed from, counted here so nothing reads the
+    sections table back).
+
+    Pass 1 validates each result once (``ProcedureRecord``) and spills its JSON line; pass 2 reads
+    the winners back in ``record_id`` order as plain JSON data (already validated: no model is
+    built again) and writes every table and sink from it.
+    """
     folder = Folder()
     rejects: list[Reject] = []
     seen = 0
     files: dict[str, FileEntry] = {}
+    having: Counter[str] = Counter()
     spill_path = folder_path / ".records.spill"
     with spill_path.open("w+b") as spill:
         # pass 1: validate, spill records, pick a winner per record_id
@@ -196,45 +208,58 @@ def _write_version(
             inputs=inputs, records=len(folder.winners), rejects=len(rejects), duplicates=folder.duplicates
         )
 
-        # pass 2: records in record_id order, one row group per chunk
+        # pass 2: records in record_id order, one row group per chunk; every sink sees each record
         procedures = _ParquetFile(folder_path / "procedures.parquet", tables.PROCEDURES_SCHEMA)
         sections = _ParquetFile(folder_path / "sections.parquet", tables.SECTIONS_SCHEMA)
         items = _ParquetFile(folder_path / "items.parquet", tables.ITEMS_SCHEMA)
         similar = _ParquetFile(folder_path / "similar_codes.parquet", tables.SIMILAR_CODES_SCHEMA)
         jsonl = _JsonlFile(folder_path / "procedures.jsonl")
-        ids = sorted(folder.winners)
-        start = 0
-        while start < len(ids):
-            rows: list[dict[str, Any]] = []
-            s_rows: list[dict[str, Any]] = []
-            i_rows: list[dict[str, Any]] = []
-            c_rows: list[dict[str, Any]] = []
-            size = 0
-            while start < len(ids) and len(rows) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
-                offset, length = folder.winners[ids[start]].ref
-                start += 1
-                spill.seek(offset)
-                line = spill.read(length)
-                size += length
-                jsonl.write(line)
-                record = ProcedureRecord.model_validate_json(line)
-                rows.append(tables.procedure_row(record))
-                s, i, c = tables.child_rows(record)
-                s_rows += s
-                i_rows += i
-                c_rows += c
-            procedures.write(rows)
-            sections.write(s_rows)
-            items.write(i_rows)
-            similar.write(c_rows)
-        for name, w in (
-            ("procedures.parquet", procedures),
-            ("procedures.jsonl", jsonl),
-            ("sections.parquet", sections),
-            ("items.parquet", items),
-            ("similar_codes.parquet", similar),
-        ):
-            files[name] = w.close()
+        sinks: list[extras.Sink] = []
+        try:
+            for make in extras.SINKS:
+                sinks.append(make(folder_path))
+            ids = sorted(folder.winners)
+            start = 0
+            while start < len(ids):
+                rows: list[dict[str, Any]] = []
+                s_rows: list[dict[str, Any]] = []
+                i_rows: list[dict[str, Any]] = []
+                c_rows: list[dict[str, Any]] = []
+                size = 0
+                while start < len(ids) and len(rows) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
+                    offset, length = folder.winners[ids[start]].ref
+                    start += 1
+                    spill.seek(offset)
+                    line = spill.read(length)
+                    size += length
+                    jsonl.write(line)
+                    data = json.loads(line)
+                    for sink in sinks:
+                        sink.add(line, data)
+                    having.update({s["key"] for s in data["sections"]})
+                    s, i, c = tables.child_rows(data)
+                    rows.append(tables.procedure_row(data))  # last: it changes ``data``
+                    s_rows += s
+                    i_rows += i
+                    c_rows += c
+                procedures.write(rows)
+                sections.write(s_rows)
+                items.write(i_rows)
+                similar.write(c_rows)
+            for name, w in (
+                ("procedures.parquet", procedures),
+                ("procedures.jsonl", jsonl),
+                ("sections.parquet", sections),
+                ("items.parquet", items),
+                ("similar_codes.parquet", similar),
+            ):
+                files[name] = w.close()
+            while sinks:
+                files.update(sinks.pop(0).close())
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
     spill_path.unlink()
 
     rejects.sort(key=lambda r: (r.source, r.stage, r.reason))
@@ -243,7 +268,7 @@ def _write_version(
     files.update(_write_pair(folder_path, "duplicates", folder.duplicate_rows(), tables.DUPLICATES_SCHEMA))
     if plan is not None:
         files[LEDGER] = _write_ledger(folder_path / LEDGER, plan, folder, ids, rejects)
-    return counts, files
+    return counts, files, dict(having)
 
 
 def _write_ledger(path: Path, plan: Plan, folder: Folder, ids: list[str], rejects: list[Reject]) -> FileEntry:
@@ -502,10 +527,11 @@ def _assemble(
         assert plan is not None
         counts, files = _link_version(results, tmp, inputs=inputs, plan=plan)
         reused: int | None = inputs
+        having: dict[str, int] | None = None
     else:
         if plan is not None:
             results = itertools.chain(results, plan.reused_results())
-        counts, files = _write_version(results, tmp, inputs=inputs, plan=plan)
+        counts, files, having = _write_version(results, tmp, inputs=inputs, plan=plan)
         reused = len(plan.reuse) if plan is not None else None
     # the change report: against the previous version, or (the first version) everything added
     before = previous_manifest.files.get("procedures.jsonl") if previous_manifest else None
@@ -529,7 +555,7 @@ def _assemble(
     if linked and plan is not None and plan.previous_manifest and plan.previous_manifest.quality:
         quality = dict(plan.previous_manifest.quality)  # the same tables: the same numbers
     else:
-        quality = quality_gates.measure(tmp, counts.inputs, counts.records, counts.rejects)
+        quality = quality_gates.measure(tmp, counts.inputs, counts.records, counts.rejects, having=having)
     results_ = quality_gates.evaluate(
         config, quality, previous_manifest, _previous_coverage(previous, previous_manifest)
     )
