@@ -130,6 +130,21 @@ def test_control_characters_never_reach_a_record() -> None:
     assert not any(c in json.dumps(record.model_dump(mode="json"), ensure_ascii=False) for c in controls)
 
 
+@pytest.mark.parametrize(
+    "content", ["plain ascii", "caf\u00e9 \u2019quoted\u2019", "\uff11\uff12 \ufeff \uf8ff"]
+)
+@pytest.mark.parametrize("stray", ["", "\x7f", "\x00", "\x1b", "\ufffd"])
+def test_decoding_drops_exactly_the_stray_control_characters(content: str, stray: str) -> None:
+    """Clean text comes back unchanged (characters whose UTF-8 starts with 0xEF included); one stray
+    control character is dropped wherever it sits, while a replacement character is kept."""
+    from pipeline.sources.decode import clean_text, decode_bytes
+
+    text = f"{content}{stray} tail\n\tend\r\n"
+    kept = text if stray == "\ufffd" else text.replace(stray, "")
+    assert decode_bytes(text.encode("utf-8"), kind="text") == kept
+    assert clean_text(text) == kept
+
+
 def test_html_character_references_to_controls_and_surrogates_stay_valid_text() -> None:
     refs = "&#0; &#1; &#x8; &#xD800; &#xDFFF; &#1114112; &#99999999999; &#x1B;"
     record = record_of(html_page(summary_extra=refs).encode())
