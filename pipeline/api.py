@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from pipeline.limits import (
 )
 from pipeline.parse import parse_document
 from pipeline.sources.decode import charset_of, clean_text, decode_bytes, detect_kind
+from pipeline.sources.files import sha256_hex
 from schemas import ProcedureRecord
 
 #: Longest reject reason kept (one line); the rest is cut with an ellipsis.
@@ -86,7 +86,7 @@ def _parse(
     _check_source_url(m.get("url"))
     if not isinstance(path, str):
         path = None
-    sha = hashlib.sha256(raw).hexdigest()
+    sha = sha256_hex(raw)  # once per page: read_page's check of the sidecar's digest is reused
     content_type = m.get("content_type") if isinstance(m.get("content_type"), str) else None
     stage = "decode"
     try:

@@ -169,3 +169,63 @@ def test_special_files_are_never_opened(tmp_path: Path) -> None:
     assert rel(discover(raw), raw) == ["link.txt"]  # a link is listed, so that it is accounted for
     with pytest.raises(RejectedPage, match="not a regular file"):
         read_page(raw / "link.txt", raw)
+
+
+def test_paths_through_linked_folders_are_judged_by_where_they_lead(tmp_path: Path) -> None:
+    """A folder link inside raw/ is followed only when it stays inside; the sidecar beside the page too."""
+    raw, outside = tmp_path / "raw", tmp_path / "outside"
+    write(outside / "secret.txt", "not an input")
+    write(outside / "secret.meta.json", json.dumps({"code": "99999"}))
+    write(raw / "sub" / "deep" / "p.txt", "page")
+    write(raw / "sub" / "deep" / "p.meta.json", json.dumps({"code": "63185"}))
+    os.symlink(outside, raw / "out_dir", target_is_directory=True)
+    os.symlink(raw / "sub", raw / "in_dir", target_is_directory=True)
+    with pytest.raises(RejectedPage, match="symbolic link leads outside the raw folder"):
+        read_page(raw / "out_dir" / "secret.txt", raw)
+    got = read_page(raw / "in_dir" / "deep" / "p.txt", raw)
+    assert (got.path, got.content, got.meta) == ("in_dir/deep/p.txt", b"page", {"code": "63185"})
+    assert read_page(raw / "sub" / "deep" / "p.txt", raw).meta == {"code": "63185"}
+    # "..": judged by where the path really leads (raw/out_dir/.. is tmp_path), not by how it reads
+    write(tmp_path / "x.txt", "beside raw/")
+    with pytest.raises(RejectedPage, match="symbolic link leads outside the raw folder"):
+        read_page(raw / "out_dir" / ".." / "x.txt", raw)
+
+
+def test_a_sidecar_that_is_a_link_inside_raw_is_read_and_one_that_is_a_folder_is_none(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write(raw / "a.txt", "page")
+    write(raw / "meta" / "shared.json", json.dumps({"code_system": "cpt"}))
+    os.symlink(raw / "meta" / "shared.json", raw / "a.meta.json")
+    assert read_page(raw / "a.txt", raw).meta == {"code_system": "cpt"}
+    write(raw / "b.txt", "page")
+    (raw / "b.meta.json").mkdir()
+    assert read_page(raw / "b.txt", raw).meta == {}
+
+
+def test_the_sidecar_sha256_is_computed_once_per_page_read_and_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_page checks the sidecar's digest; parse_page reuses it for the record instead of hashing again."""
+    from pipeline.api import parse_page
+    from pipeline.sources import files
+
+    raw = tmp_path / "raw"
+    body = b"Spinal decompression\n\nCPT4 code\n\nSummary\n\nThe surgeon removes bone.\n"
+    digest = hashlib.sha256(body).hexdigest()
+    write(raw / "cpt" / "63185.txt", body)
+    meta = {"sha256": digest, "code_system": "cpt", "code": "63185"}
+    write(raw / "cpt" / "63185.meta.json", json.dumps(meta))
+    calls: list[bytes] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes = b"") -> object:
+        calls.append(bytes(data))
+        return real(data)
+
+    monkeypatch.setattr(files.hashlib, "sha256", counting)
+    page = read_page(raw / "cpt" / "63185.txt", raw)
+    record = parse_page(page.content, path=page.path, meta=page.meta)
+    assert record.source.sha256 == digest
+    assert [c for c in calls if c == body] == [body]
+    other = body + b"\nChanged.\n"  # other bytes are hashed, never given the remembered digest
+    assert parse_page(other, path=page.path, meta=page.meta).source.sha256 == real(other).hexdigest()

@@ -112,13 +112,64 @@ def max_page_bytes() -> int:
     return int(value) if value.isdigit() else MAX_PAGE_BYTES
 
 
-def relative_path(path: Path, raw_dir: Path) -> str | None:
+def relative_path(path: Path | str, raw_dir: Path | str) -> str | None:
     """``path`` relative to ``raw_dir`` as posix text, or None when it lies outside (lexically)."""
-    path, raw_dir = Path(os.path.abspath(path)), Path(os.path.abspath(raw_dir))
-    try:
-        return path.relative_to(raw_dir).as_posix()
+    a, r = os.path.abspath(path), os.path.abspath(raw_dir)
+    if isinstance(a, str) and isinstance(r, str) and not a.startswith("//") and not r.startswith("//"):
+        # both are normalised absolute paths: plain text does what PurePosixPath.relative_to does
+        if a == r:
+            return "."
+        prefix = r if r.endswith("/") else r + "/"
+        return a[len(prefix) :] if a.startswith(prefix) else None
+    try:  # "//" roots (kept by POSIX) and anything unusual: as pathlib sees it
+        return Path(a).relative_to(Path(r)).as_posix()
     except ValueError:
         return None
+
+
+def _lstat_if_plain(name: str, root: str, rel: str) -> os.stat_result | None:
+    """``lstat`` of the file ``name`` when it is literally ``root/rel`` and neither it nor a folder
+    between ``root`` and it is a symbolic link; else None.
+
+    Then ``realpath(name)`` is ``realpath(root)/rel``: inside the raw folder without resolving
+    anything (``realpath`` costs an ``lstat`` per component of the absolute path, twice per file).
+    None sends the caller down the full ``realpath`` check, which decides every other case.
+    """
+    if rel == "." or name != os.path.join(root, rel):
+        return None
+    try:
+        if "/" in rel:
+            folder = root
+            for part in rel.split("/")[:-1]:
+                folder = os.path.join(folder, part)
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link or not a folder
+                    return None
+        st = os.lstat(name)
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISLNK(st.st_mode) else st
+
+
+def _read_fd(name: str, want: int, limit: int | None) -> bytes:
+    """Read the file ``name``: up to ``want`` bytes, then on to ``limit`` + 1 if it had grown (or to
+    the end when ``limit`` is None). One ``open`` and usually one ``read`` of exactly the size."""
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        parts: list[bytes] = []
+        got = 0
+        while True:
+            chunk = os.read(fd, max(want - got, 1))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+            if got >= want:
+                if limit is not None and want > limit:
+                    break
+                want = limit + 1 if limit is not None else want + max(want, 65536)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def read_sidecar(page: Path, raw_dir: Path | None = None) -> dict[str, Any]:
@@ -126,6 +177,40 @@ def read_sidecar(page: Path, raw_dir: Path | None = None) -> dict[str, Any]:
 
     With ``raw_dir``, a sidecar that is a symbolic link leading outside it is refused, never read.
     """
+    page = Path(page)
+    if raw_dir is not None:
+        rel = relative_path(page, raw_dir)
+        if rel is not None and _lstat_if_plain(str(page), str(Path(raw_dir)), rel) is not None:
+            return _plain_sidecar(page, raw_dir)
+    return _sidecar(page, raw_dir)
+
+
+def _plain_sidecar(page: Path, raw_dir: Path | None) -> dict[str, Any]:
+    """``read_sidecar`` for a page whose folder is known to lie inside ``raw_dir`` by its own path (no
+    symbolic link on the way): a sidecar that is no link is inside too, so nothing is resolved."""
+    side = os.path.join(os.path.dirname(page), page.stem + SIDECAR_SUFFIX)
+    try:
+        st = os.lstat(side)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return _sidecar(page, raw_dir)
+    if stat.S_ISLNK(st.st_mode):
+        return _sidecar(page, raw_dir)
+    if not stat.S_ISREG(st.st_mode):
+        return {}  # as Path.is_file(): a folder or a device is no sidecar
+    name = os.path.basename(side)
+    if st.st_size > MAX_SIDECAR_BYTES:
+        raise RejectedPage(f"broken sidecar {name}: larger than {MAX_SIDECAR_BYTES} bytes", stage="read")
+    try:
+        data = _read_fd(side, st.st_size + 1, None)
+    except OSError as exc:
+        reason = f"broken sidecar {name}: cannot read ({exc.strerror or exc})"
+        raise RejectedPage(reason, stage="read") from exc
+    return _validated(data, name)
+
+
+def _sidecar(page: Path, raw_dir: Path | None) -> dict[str, Any]:
     side = sidecar_path(page)
     if not side.is_file():
         return {}
@@ -140,6 +225,10 @@ def read_sidecar(page: Path, raw_dir: Path | None = None) -> dict[str, Any]:
     except OSError as exc:
         reason = f"broken sidecar {name}: cannot read ({exc.strerror or exc})"
         raise RejectedPage(reason, stage="read") from exc
+    return _validated(data, name)
+
+
+def _validated(data: bytes, name: str) -> dict[str, Any]:
     try:
         sidecar = Sidecar.model_validate_json(data)
     except ValidationError as exc:
@@ -158,38 +247,44 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {msg}" if where else msg
 
 
+_PATH = type(Path())
+
+
 def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None) -> RawPage:
     """Read one input file and its sidecar; raises ``RejectedPage`` (stage "read") when it cannot."""
-    path, raw_dir = Path(path), Path(raw_dir)
+    path = path if type(path) is _PATH else Path(path)  # re-parsing a Path costs more than the read
+    raw_dir = raw_dir if type(raw_dir) is _PATH else Path(raw_dir)
     rel = relative_path(path, raw_dir)
     if rel is None:
         raise RejectedPage(f"not under the raw folder {raw_dir}", stage="read", detail=str(path))
     limit = max_page_bytes() if max_bytes is None else max_bytes
-    target = Path(os.path.realpath(path))
-    if relative_path(target, Path(os.path.realpath(raw_dir))) is None:
-        raise RejectedPage("symbolic link leads outside the raw folder", stage="read", detail=str(target))
+    name = str(path)
+    plain = _lstat_if_plain(name, str(raw_dir), rel)
+    if plain is None:
+        target = Path(os.path.realpath(path))
+        if relative_path(target, Path(os.path.realpath(raw_dir))) is None:
+            raise RejectedPage("symbolic link leads outside the raw folder", stage="read", detail=str(target))
     suffix = path.suffix.lower()
     if suffix not in PAGE_SUFFIXES:
         what = f"file type {suffix}" if suffix else "file type (no extension)"
         expected = "expected one of " + " ".join(PAGE_SUFFIXES)
         raise RejectedPage(f"unsupported {what}", stage="read", detail=expected)
     try:
-        st = path.stat()
+        st = plain if plain is not None else path.stat()  # no link: its lstat is its stat
         if not stat.S_ISREG(st.st_mode):
             raise RejectedPage("not a regular file", stage="read")
         size = st.st_size
         if size > limit:
             raise RejectedPage(f"page too large ({size} bytes > {limit})", stage="read")
-        with path.open("rb") as fh:
-            content = fh.read(limit + 1)  # the file may grow between stat and read
+        content = _read_fd(name, size + 1, limit)  # the file may grow between stat and read
     except OSError as exc:
         raise RejectedPage(f"cannot read file ({exc.strerror or type(exc).__name__})", stage="read") from exc
     if len(content) > limit:
         raise RejectedPage(f"page too large (over {limit} bytes)", stage="read")
-    meta = read_sidecar(path, raw_dir)
+    meta = _plain_sidecar(path, raw_dir) if plain is not None else _sidecar(path, raw_dir)
     declared = meta.get("sha256")
     if declared:
-        actual = hashlib.sha256(content).hexdigest()
+        actual = sha256_hex(content)
         if actual != declared:
             raise RejectedPage(
                 "content does not match the sidecar's sha256 (corrupt raw store?)",
@@ -197,3 +292,20 @@ def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None) -> Raw
                 detail=f"sidecar {declared}, file {actual}",
             )
     return RawPage(path=rel, content=content, meta=meta)
+
+
+#: The last page hashed and its digest: ``read_page`` checks a sidecar's sha256, then ``parse_page``
+#: needs the same digest for the record; the bytes object itself (by identity) is the key.
+_last_digest: tuple[bytes, str] | None = None
+
+
+def sha256_hex(content: bytes) -> str:
+    """The hex sha256 of ``content``, computed once per page read (see ``_last_digest``)."""
+    global _last_digest
+    last = _last_digest
+    if last is not None and last[0] is content:
+        return last[1]
+    digest = hashlib.sha256(content).hexdigest()
+    if type(content) is bytes:  # immutable: the same object always has the same digest
+        _last_digest = (content, digest)
+    return digest
