@@ -147,6 +147,10 @@ class _Builder:
     """Turns a stream of start/data/end events into Document blocks (see the module docstring)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new page (the lxml engine reuses one builder as its parser's target)."""
         self.blocks: list[Block] = []
         self.meta: dict[str, str] = {}
         self.ends: list[Any] = []
@@ -711,43 +715,22 @@ def _via_bs4(text: str) -> Document:
     return b.close()
 
 
-class _Target:
-    """lxml parser target: events straight from the C parser into the current page's builder.
-
-    One parser and target per thread are reused from page to page (``_lxml_parser``): a new
-    target parser costs lxml an ``inspect.signature`` of the target's methods, about 0.05 ms a
-    page, as much as a sixth of the whole parse of a small page."""
-
-    __slots__ = ("b",)
-
-    def __init__(self) -> None:
-        self.b = _Builder()
-
-    def start(self, tag: str, attrs: dict[str, Any]) -> bool:
-        return self.b.start(tag, attrs)
-
-    def data(self, s: str) -> None:
-        self.b.data(s)
-
-    def end(self, tag: str) -> None:
-        self.b.end(tag)
-
-    def close(self) -> Document:
-        return self.b.close()
-
-
 def _via_lxml(text: str) -> Document:
-    cached: tuple[etree.HTMLParser, _Target] | None = getattr(_local, "lxml", None)
+    """The builder as the target of lxml's parser: events straight from the C parser.
+
+    One parser and builder per thread are reused from page to page: a new target parser costs
+    lxml an ``inspect.signature`` of the target's methods, ~0.05 ms a page."""
+    cached: tuple[etree.HTMLParser, _Builder] | None = getattr(_local, "lxml", None)
     _local.lxml = None  # taken: a parse that raises leaves no half-used parser behind
     if cached is None:
-        target = _Target()
-        parser = etree.HTMLParser(target=target, recover=True, no_network=True)
+        builder = _Builder()
+        parser = etree.HTMLParser(target=builder, recover=True, no_network=True)
     else:
-        parser, target = cached
-        target.b = _Builder()
+        parser, builder = cached
+        builder.reset()
     parser.feed(text)
     doc: Document = parser.close()
-    _local.lxml = (parser, target)
+    _local.lxml = (parser, builder)
     return doc
 
 
