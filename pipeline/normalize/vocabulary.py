@@ -20,8 +20,12 @@ DEFAULT_PATH = Path(__file__).with_name("vocabulary.toml")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
+@lru_cache(maxsize=8192)
 def heading_norm(text: str) -> str:
-    """The matching form of a heading: lower case, "&" as "and", words joined by single spaces."""
+    """The matching form of a heading: lower case, "&" as "and", words joined by single spaces.
+
+    Cached: the same few hundred headings recur on every page and are looked up several times each
+    (diagnosis check, section key, template check, text front ends)."""
     t = text.lower().replace("&", " and ")
     return " ".join(_NON_WORD.split(t)).strip()
 
