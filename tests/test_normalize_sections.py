@@ -427,3 +427,44 @@ def test_unknown_bold_heading_beside_bold_sections_opens_other_section() -> None
     _, sections = build_sections(doc)
     assert [(s.key, s.heading) for s in sections] == [("summary", "Summary"), ("other", "Billing Remarks")]
     assert [sub.heading for sub in sections[1].subsections] == ["Dose Notes"]
+
+
+def test_sections_built_without_validation_equal_validated_ones() -> None:
+    """The outline builds Item/Subsection/Section without pydantic validation (speed); what it builds
+    must be exactly what validation would give: same values, types, fields set and JSON."""
+    blocks: list[object] = [
+        H("Procedure Description"),
+        Paragraph("First  part."),
+        Paragraph("Second\u00a0part."),
+        UL(I("Measure", "Measuring"), I("Fit", "Fitting", I("strap one"), I("strap two")), I("Flat group:")),
+        Paragraph("Then walk."),
+        H("Details", 3, "h"),
+        UL(I("", "Deep label", I("deep bullet"))),
+    ]
+    _, secs = build_sections(doc(*blocks))
+    assert secs and secs[0].subsections and secs[0].items[1].items
+    for s in secs:
+        again = Section.model_validate(s.model_dump())
+        assert again == s
+        assert again.model_dump_json() == s.model_dump_json()
+        assert again.model_fields_set == s.model_fields_set
+        for mine, valid in zip(s.subsections, again.subsections, strict=True):
+            assert type(mine) is type(valid) and mine.model_fields_set == valid.model_fields_set
+        stack = list(zip(s.items, again.items, strict=True))
+        while stack:
+            mine_it, valid_it = stack.pop()
+            assert type(mine_it) is Item and mine_it.model_fields_set == valid_it.model_fields_set
+            assert isinstance(mine_it.text, str) and (mine_it.label is None or isinstance(mine_it.label, str))
+            stack.extend(zip(mine_it.items, valid_it.items, strict=True))
+
+
+def test_construct_matches_model_construct() -> None:
+    from pipeline.normalize.sections import construct
+
+    values = {"label": "Risk", "text": "bleeding", "items": [Item(text="minor")]}
+    mine, theirs = construct(Item, dict(values)), Item.model_construct(**values)
+    assert mine == theirs == Item(**values)
+    assert mine.model_fields_set == theirs.model_fields_set
+    assert mine.__pydantic_extra__ == theirs.__pydantic_extra__
+    assert mine.__pydantic_private__ == theirs.__pydantic_private__
+    assert mine.model_dump_json() == Item(**values).model_dump_json()

@@ -25,6 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from pipeline.normalize.vocabulary import DEFAULT_PATH, Vocabulary, heading_norm, load_vocabulary
 from pipeline.parse.document import (
@@ -64,8 +67,51 @@ def heading_text(text: str) -> str:
     return clean(text).rstrip(":").rstrip()
 
 
-def _label_form(h: Heading) -> bool:
-    return h.kind == "label" or clean(h.text).endswith(":")
+@lru_cache(maxsize=8192)
+def heading_forms(raw: str) -> tuple[str, str, str]:
+    """(cleaned, ``heading_text``, ``heading_norm``) of a heading as the Document holds it.
+
+    Cached: page templates repeat the same headings on every page. ``heading_norm`` of the raw text
+    and of ``heading_text`` are equal (cleaning and the trailing colon touch only non-word characters).
+    """
+    cleaned = clean(raw)
+    text = cleaned.rstrip(":").rstrip()
+    return cleaned, text, heading_norm(text)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_setattr = object.__setattr__
+
+
+def _constructor_safe(cls: type[BaseModel]) -> bool:
+    return (
+        not cls.__pydantic_root_model__
+        and cls.__pydantic_post_init__ is None
+        and not cls.__private_attributes__
+        and cls.model_config.get("extra") != "allow"
+    )
+
+
+_FAST: dict[type[BaseModel], bool] = {cls: _constructor_safe(cls) for cls in (Item, Subsection, Section)}
+
+
+def construct(cls: type[_M], values: dict[str, Any]) -> _M:
+    """``cls.model_construct(**values)`` for a dict holding every field: the instance without validation.
+
+    The outline's items, subsections and sections are built from cleaned strings and from each other,
+    so their types hold by construction; validating each of them again (pydantic ``__init__``) cost
+    a third of ``build_record``. The record itself is still validated (code, ranges, top-level fields).
+    This is ``model_construct``'s own assignment minus its per-field alias and default handling, used
+    only for models without post-init, private attributes or extras (``model_construct`` otherwise).
+    """
+    if not _FAST.get(cls, False):
+        return cls.model_construct(**values)
+    m = cls.__new__(cls)
+    _setattr(m, "__dict__", values)
+    _setattr(m, "__pydantic_fields_set__", set(values))
+    _setattr(m, "__pydantic_extra__", None)
+    _setattr(m, "__pydantic_private__", None)
+    return m
 
 
 def is_bare_label(item: DocItem) -> bool:
@@ -106,15 +152,22 @@ class SectionDraft(_Part):
     blocks: list[Block] = field(default_factory=list)
 
     def to_section(self) -> Section:
-        return Section(
-            key=self.key,
-            heading=self.heading,
-            text="\n\n".join(self.paragraphs) or None,
-            items=self.items,
-            subsections=[
-                Subsection(heading=s.heading, text="\n\n".join(s.paragraphs) or None, items=s.items)
-                for s in self.subsections
-            ],
+        subsections = [
+            construct(
+                Subsection,
+                {"heading": s.heading, "text": "\n\n".join(s.paragraphs) or None, "items": list(s.items)},
+            )
+            for s in self.subsections
+        ]
+        return construct(
+            Section,
+            {
+                "key": self.key,
+                "heading": self.heading,
+                "text": "\n\n".join(self.paragraphs) or None,
+                "items": list(self.items),
+                "subsections": subsections,
+            },
         )
 
 
@@ -154,8 +207,13 @@ def _convert(items: list[DocItem], promoted: list[_Sub], depth: int = 0) -> tupl
     out: list[Item] = []
     open_sub: _Sub | None = None
     for it in items:
-        if is_bare_label(it):
-            sub = _Sub(heading=_bare_heading(it))
+        text = clean(it.text)
+        raw_label = it.label
+        # is_bare_label(it) and _bare_heading(it), on the text cleaned once
+        if (raw_label and not text) or (
+            raw_label is None and text.endswith(":") and len(text.split()) <= _BARE_MAX_WORDS
+        ):
+            sub = _Sub(heading=clean(raw_label) if raw_label else text.rstrip(":").rstrip())
             promoted.append(sub)
             if it.children:
                 sub.items, _ = _convert(it.children, promoted, depth + 1)
@@ -163,11 +221,11 @@ def _convert(items: list[DocItem], promoted: list[_Sub], depth: int = 0) -> tupl
             else:
                 open_sub = sub
             continue
-        children, _ = _convert(it.children, promoted, depth + 1)
-        text, label = clean(it.text), clean(it.label) if it.label else None
+        children = _convert(it.children, promoted, depth + 1)[0] if it.children else []
+        label = clean(raw_label) if raw_label else None
         if not text and not label and not children:
             continue
-        item = Item(text=text, label=label or None, items=children)
+        item = construct(Item, {"label": label or None, "text": text, "items": children})
         (open_sub.items if open_sub is not None else out).append(item)
     return out, open_sub
 
@@ -200,8 +258,8 @@ class _Builder:
         assert self.cur is not None
         return self.sub if self.sub is not None else self.cur
 
-    def _is_furniture(self, text: str) -> bool:
-        t = clean(text)
+    def _is_furniture_clean(self, t: str) -> bool:
+        """``_is_furniture`` of a text already cleaned."""
         low = t.lower()
         return (
             not t
@@ -212,32 +270,34 @@ class _Builder:
         )
 
     def heading(self, h: Heading) -> None:
-        text = heading_text(h.text)
+        cleaned, text, norm = heading_forms(h.text)
         if not text:
             return
         cur = self.cur
-        if cur is None and self._is_furniture(h.text):
+        if cur is None and self._is_furniture_clean(cleaned):
             return
-        key = self.vocab.key(text)
-        if key is not None and self._opens_section(h, cur):
-            self._open(key, text, h)
+        key = self.vocab.procedure.get(norm)  # self.vocab.key(text)
+        label_form = h.kind == "label" or cleaned.endswith(":")  # _label_form(h)
+        template = norm in self.template
+        if key is not None and self._opens_section(h, cur, template, label_form):
+            self._open(key, text, h, label_form, template)
         elif cur is not None and (
             h.level > cur.level
             # a bold line is a sub-heading, except beside sections whose own headings are bold lines
             or (h.kind in SUB_KINDS and not (h.kind == "bold" and h.level <= cur.level))
             or key is not None
-            or (_label_form(h) and not cur.label_form)
+            or (label_form and not cur.label_form)
         ):
             self.sub = _Sub(heading=text)
             cur.subsections.append(self.sub)
             cur.blocks.append(h)
         else:
-            self._open("other", text, h)
+            self._open("other", text, h, label_form, template)
 
-    def _opens_section(self, h: Heading, cur: SectionDraft | None) -> bool:
-        if cur is None or heading_norm(h.text) in self.template:
+    def _opens_section(self, h: Heading, cur: SectionDraft | None, template: bool, label_form: bool) -> bool:
+        if cur is None or template:
             return True
-        if h.level > cur.level or (_label_form(h) and not cur.label_form):
+        if h.level > cur.level or (label_form and not cur.label_form):
             return False
         if cur.template:
             # Under a template heading, a looser alias ("Goals", "Follow-up", "Anesthesia") written as a
@@ -245,22 +305,16 @@ class _Builder:
             return h.kind in MARKUP_KINDS
         return True
 
-    def _open(self, key: str, text: str, h: Heading) -> None:
+    def _open(self, key: str, text: str, h: Heading, label_form: bool, template: bool) -> None:
         self.drafts.append(
-            SectionDraft(
-                heading=text,
-                key=key,
-                level=h.level,
-                label_form=_label_form(h),
-                template=heading_norm(h.text) in self.template,
-            )
+            SectionDraft(heading=text, key=key, level=h.level, label_form=label_form, template=template)
         )
         self.sub = None
 
     def paragraph(self, p: Paragraph) -> None:
         text = clean(p.text)
         if self.cur is None:
-            if not self._is_furniture(text):
+            if not self._is_furniture_clean(text):
                 self.preamble.append(text)
             return
         if text:
@@ -270,7 +324,8 @@ class _Builder:
     def list_block(self, lst: ListBlock) -> None:
         cur = self.cur
         if cur is None:
-            self.preamble.extend(line for line in _flat_lines(lst.items) if not self._is_furniture(line))
+            lines = _flat_lines(lst.items)  # cleaned lines
+            self.preamble.extend(line for line in lines if not self._is_furniture_clean(line))
             return
         promoted: list[_Sub] = []
         items, open_sub = _convert(lst.items, promoted)
