@@ -113,8 +113,15 @@ def _tens_sub(m: re.Match[str]) -> str:
     return str(_TENS[m.group(1)] + (_SMALL[m.group(2)] if m.group(2) else 0))
 
 
+# every match of _RANGE / _SINGLE / _VAGUE_RE ends in a unit: each unit word holds one of these, and
+# so does every phrase _words_to_digits turns into a unit ("half an hour", "overnight")
+_UNIT_WORDS = ("sec", "min", "hour", "hr", "day", "night", "week", "wk", "month", "year")
+
+
 def find_spans(text: str, *, vague: bool = False) -> list[Span]:
     """Every time amount in ``text``, in order of appearance."""
+    if not _may_contain(text, _UNIT_WORDS):
+        return []
     t = _words_to_digits(text)
     found: list[tuple[int, Span]] = []
     taken: list[tuple[int, int]] = []
@@ -213,26 +220,70 @@ def _item_texts(items: list[Item]) -> list[str]:
     return out
 
 
-def _texts(sections: list[Section], keys: Iterable[str], labels: str | None = None) -> list[str]:
-    """Texts of the sections with these keys, plus items/subsections anywhere labelled ``labels``."""
-    keys = tuple(keys)
-    out: list[str] = []
-    for s in sections:
-        if s.key in keys:
-            out.extend(section_texts(s))
-    if labels:
+class SectionTexts:
+    """The texts of one record's sections, gathered and split into sentences once for all typed fields
+    (several fields read the same sections: recovery, procedure description, ...)."""
+
+    def __init__(self, sections: list[Section]) -> None:
+        self.sections = sections
+        self._texts: dict[int, list[str]] = {}  # section index -> section_texts
+        self._sentences: dict[int, list[str]] = {}  # section index -> sentences of section_texts
+        self._labelled: dict[int, list[Item]] = {}  # section index -> its items with a label, nested too
+
+    def _section_texts(self, i: int) -> list[str]:
+        texts = self._texts.get(i)
+        if texts is None:
+            texts = self._texts[i] = section_texts(self.sections[i])
+        return texts
+
+    def _section_sentences(self, i: int) -> list[str]:
+        sents = self._sentences.get(i)
+        if sents is None:
+            sents = self._sentences[i] = sentences(self._section_texts(i))
+        return sents
+
+    def _labelled_items(self, i: int) -> list[Item]:
+        items = self._labelled.get(i)
+        if items is None:
+            items = self._labelled[i] = [it for it in _walk(self.sections[i].items, []) if it.label]
+        return items
+
+    def _label_texts(self, keys: tuple[str, ...], labels: str) -> list[str]:
+        out: list[str] = []
         lab = _label_re(labels)
-        for s in sections:
+        for i, s in enumerate(self.sections):
             if s.key in keys:
                 continue
-            for it in _walk(s.items, []):
-                if it.label and lab.search(it.label):
+            for it in self._labelled_items(i):
+                if lab.search(it.label or ""):
                     out.append(f"{it.label}: {it.text}")
             for sub in s.subsections:
                 if lab.search(sub.heading):
                     lines = [*(sub.text.split("\n\n") if sub.text else []), *_item_texts(sub.items)]
                     out.extend(f"{sub.heading}: {line}" for line in lines)
-    return [t for t in out if t]
+        return out
+
+    def texts(self, keys: Iterable[str], labels: str | None = None) -> list[str]:
+        """Texts of the sections with these keys, plus items/subsections anywhere labelled ``labels``."""
+        keys = tuple(keys)
+        out: list[str] = []
+        for i, s in enumerate(self.sections):
+            if s.key in keys:
+                out.extend(self._section_texts(i))
+        if labels:
+            out.extend(self._label_texts(keys, labels))
+        return [t for t in out if t]
+
+    def sentences(self, keys: Iterable[str], labels: str | None = None) -> list[str]:
+        """``sentences(self.texts(keys, labels))``, each section split once."""
+        keys = tuple(keys)
+        out: list[str] = []
+        for i, s in enumerate(self.sections):
+            if s.key in keys:
+                out.extend(self._section_sentences(i))
+        if labels:
+            out.extend(sentences(self._label_texts(keys, labels)))
+        return out
 
 
 @lru_cache(maxsize=64)
@@ -263,9 +314,12 @@ class TypedFields:
     care_settings: list[str] = field(default_factory=list)
 
 
-def duration_minutes(sections: list[Section]) -> tuple[int | None, int | None]:
+def duration_minutes(
+    sections: list[Section], *, texts: SectionTexts | None = None
+) -> tuple[int | None, int | None]:
     """How long the procedure takes, from the Duration section (or a "Duration:" label elsewhere)."""
-    for sent in sentences(_texts(sections, ["duration"], r"duration|time required|how long")):
+    tx = texts or SectionTexts(sections)
+    for sent in tx.sentences(("duration",), r"duration|time required|how long"):
         for span in find_spans(sent, vague=True):
             if span.unit in ("s", "min", "h", "d"):
                 return _convert(span, "min")
@@ -289,10 +343,12 @@ _STAY_WORDS = ("hospital", "stay", "admi", "discharged", "overnight")
 _SAME_DAY_WORDS = ("same", "hospital", "outpatient")
 
 
-def hospital_stay_days(sections: list[Section], care: list[str]) -> tuple[int | None, int | None]:
+def hospital_stay_days(
+    sections: list[Section], care: list[str], *, texts: SectionTexts | None = None
+) -> tuple[int | None, int | None]:
     """Days in hospital: an explicit stay, else 0/0 for same-day or purely outpatient settings."""
-    keys = ["recovery", "setting", "duration", "procedure_description", "patient_experience", "summary"]
-    sents = sentences(_texts(sections, keys, r"hospital stay|length of stay|recovery"))
+    keys = ("recovery", "setting", "duration", "procedure_description", "patient_experience", "summary")
+    sents = (texts or SectionTexts(sections)).sentences(keys, r"hospital stay|length of stay|recovery")
     for sent in sents:
         if not _may_contain(sent, _STAY_WORDS) or not _STAY.search(sent):
             continue
@@ -319,10 +375,13 @@ _IMMEDIATE = re.compile(
 )
 
 
-def recovery_weeks(sections: list[Section]) -> tuple[int | None, int | None]:
+def recovery_weeks(
+    sections: list[Section], *, texts: SectionTexts | None = None
+) -> tuple[int | None, int | None]:
     """Weeks until recovered, from the Recovery section (then Patient Experience)."""
-    for keys in (["recovery"], ["patient_experience"]):
-        for sent in sentences(_texts(sections, keys)):
+    tx = texts or SectionTexts(sections)
+    for keys in (("recovery",), ("patient_experience",)):
+        for sent in tx.sentences(keys):
             if not _RECOVER.search(sent) or _NOT_RECOVERY.search(sent):
                 continue
             for span in find_spans(sent, vague=True):
@@ -346,10 +405,17 @@ _NO_FAST = re.compile(
 )
 
 
-def fasting_hours(sections: list[Section]) -> tuple[int | None, int | None]:
+# every match of _FAST holds one of these (lower-cased)
+_FAST_WORDS = ("fast", "npo", "mouth", "eat", "stomach")
+
+
+def fasting_hours(
+    sections: list[Section], *, texts: SectionTexts | None = None
+) -> tuple[int | None, int | None]:
     """Hours of fasting before the procedure, from Preparation (0/0 when it says none is needed)."""
-    for sent in sentences(_texts(sections, ["preparation"], r"pre-?procedure|instructions|preparation")):
-        if not _FAST.search(sent):
+    tx = texts or SectionTexts(sections)
+    for sent in tx.sentences(("preparation",), r"pre-?procedure|instructions|preparation"):
+        if not _may_contain(sent, _FAST_WORDS) or not _FAST.search(sent):
             continue
         for span in find_spans(sent):
             if span.unit in ("min", "h"):  # "a diet and fasting regimen 1-3 days before" is no fast length
@@ -384,9 +450,9 @@ _NO_ANESTHESIA = re.compile(
 _ANESTHESIA_WORDS = ("esthe", "sedat", "block", "numbing", "twilight")
 
 
-def anesthesia_types(sections: list[Section]) -> list[str]:
+def anesthesia_types(sections: list[Section], *, texts: SectionTexts | None = None) -> list[str]:
     """general / local / regional / spinal / epidural / sedation, or ["none"] when the page says so."""
-    keys = ["anesthesia", "procedure_description", "equipment", "patient_experience"]
+    keys = ("anesthesia", "procedure_description", "equipment", "patient_experience")
     found: list[str] = []
     negated = False
 
@@ -394,7 +460,7 @@ def anesthesia_types(sections: list[Section]) -> list[str]:
         if t not in found:
             found.append(t)
 
-    for sent in sentences(_texts(sections, keys, r"an(?:a)?esthe|sedation")):
+    for sent in (texts or SectionTexts(sections)).sentences(keys, r"an(?:a)?esthe|sedation"):
         if not _may_contain(sent, _ANESTHESIA_WORDS):  # none of the patterns below can match
             continue
         if _NO_ANESTHESIA.search(sent):
@@ -440,18 +506,20 @@ _SETTINGS = (
 )
 
 
-def care_settings(sections: list[Section]) -> list[str]:
+def care_settings(sections: list[Section], *, texts: SectionTexts | None = None) -> list[str]:
     """Where it is done (hospital, inpatient, outpatient, ambulatory_surgical_center, clinic, home)."""
-    text = " ".join(_texts(sections, ["setting"], r"^(?:setting|location|care setting|where)"))
+    tx = texts or SectionTexts(sections)
+    text = " ".join(tx.texts(("setting",), r"^(?:setting|location|care setting|where)"))
     return [name for name, rx in _SETTINGS if rx.search(text)]
 
 
 def extract_fields(sections: list[Section]) -> TypedFields:
     """All typed fields of a record, from its sections."""
-    care = care_settings(sections)
-    f = TypedFields(care_settings=care, anesthesia_types=anesthesia_types(sections))
-    f.duration_minutes_min, f.duration_minutes_max = duration_minutes(sections)
-    f.hospital_stay_days_min, f.hospital_stay_days_max = hospital_stay_days(sections, care)
-    f.recovery_weeks_min, f.recovery_weeks_max = recovery_weeks(sections)
-    f.fasting_hours_min, f.fasting_hours_max = fasting_hours(sections)
+    tx = SectionTexts(sections)
+    care = care_settings(sections, texts=tx)
+    f = TypedFields(care_settings=care, anesthesia_types=anesthesia_types(sections, texts=tx))
+    f.duration_minutes_min, f.duration_minutes_max = duration_minutes(sections, texts=tx)
+    f.hospital_stay_days_min, f.hospital_stay_days_max = hospital_stay_days(sections, care, texts=tx)
+    f.recovery_weeks_min, f.recovery_weeks_max = recovery_weeks(sections, texts=tx)
+    f.fasting_hours_min, f.fasting_hours_max = fasting_hours(sections, texts=tx)
     return f
