@@ -4,9 +4,11 @@
 
 Runs ``pipeline.process.run_local(raw, out, workers=2)`` over the cached synthetic corpus (no
 Prefect) and prints this process's RSS and peak (``VmHWM``) before and after each publish step:
-``_write_version`` (tables), the extras (search index, app files, data package) and
-``section_coverage``, then ``run_summary`` as the CLI calls it. Compare two sizes: a step whose
-high-water mark grows with the page count holds O(pages) memory in the parent.
+``_write_version`` (tables, and the search index and app files fed from the same record stream),
+the change report, the folder writers (data package), ``gates.measure`` and ``section_coverage``
+where something still calls it, then ``run_summary`` as the CLI calls it. Compare two sizes: a step
+whose high-water mark grows with the page count holds O(pages) memory in the parent. (run_local
+publishes while the workers parse, so ``_write_version`` spans the whole parse.)
 """
 
 from __future__ import annotations
@@ -72,16 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import pipeline.load as load
+    import pipeline.publish.changes as changes
     import pipeline.publish.extras as extras
+    import pipeline.publish.gates as gates
     import pipeline.publish.writer as writer
     from pipeline.process import run_local
 
     _wrap(writer, "_write_version")
-    for name in ("_search_index", "_app_files", "_datapackage"):
-        _wrap(extras, name)
+    _wrap(changes, "write_report")
+    for w in [*extras.WRITERS, extras.LAST]:
+        _wrap(extras, w.__name__)
     # the writer lists hold the original functions: swap in the wrapped ones, keep any others
     extras.WRITERS = [getattr(extras, w.__name__, w) for w in extras.WRITERS]
     extras.LAST = getattr(extras, extras.LAST.__name__, extras.LAST)
+    _wrap(gates, "measure")
     _wrap(load, "section_coverage")
 
     raw = corpus(args.n, args.seed, args.cache)

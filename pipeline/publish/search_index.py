@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +39,28 @@ _SUMMARY = ("summary", "purpose")
 _BATCH = 500
 
 
-def _item_lines(items: list[dict[str, Any]]) -> Iterator[str]:
-    stack = list(reversed(items))
-    while stack:
-        item = stack.pop()
-        label = item.get("label")
-        yield f"{label}: {item.get('text') or ''}" if label else str(item.get("text") or "")
-        stack.extend(reversed(item.get("items") or []))
+def _add_items(items: list[dict[str, Any]], out: list[str]) -> None:
+    """Each item's line ("label: text" or text), depth first in page order (items as dumped:
+    ``label``, ``text`` and ``items`` always there)."""
+    for item in items:
+        label, text = item["label"], item["text"]
+        out.append(f"{label}: {text}" if label else text)
+        if item["items"]:
+            _add_items(item["items"], out)
 
 
-def _section_lines(section: dict[str, Any], *, heading: bool) -> Iterator[str]:
+def _add_section(section: dict[str, Any], out: list[str], *, heading: bool) -> None:
     if heading and section.get("heading"):
-        yield str(section["heading"])
+        out.append(str(section["heading"]))
     if section.get("text"):
-        yield str(section["text"])
-    yield from _item_lines(section.get("items") or [])
+        out.append(str(section["text"]))
+    _add_items(section.get("items") or [], out)
     for sub in section.get("subsections") or []:
         if sub.get("heading"):
-            yield str(sub["heading"])
+            out.append(str(sub["heading"]))
         if sub.get("text"):
-            yield str(sub["text"])
-        yield from _item_lines(sub.get("items") or [])
+            out.append(str(sub["text"]))
+        _add_items(sub.get("items") or [], out)
 
 
 def index_columns(record: dict[str, Any]) -> dict[str, str]:
@@ -71,9 +71,9 @@ def index_columns(record: dict[str, Any]) -> dict[str, str]:
     for section in record.get("sections") or []:
         key = section.get("key")
         if key in _SUMMARY:
-            summary.extend(_section_lines(section, heading=False))
+            _add_section(section, summary, heading=False)
         elif key not in _NOT_BODY:
-            body.extend(_section_lines(section, heading=True))
+            _add_section(section, body, heading=True)
     return {
         "code": str(record.get("code") or ""),
         "title": str(record.get("title") or ""),

@@ -14,7 +14,7 @@ The child tables follow dlt's style: nested lists become flat tables keyed to th
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -136,16 +136,24 @@ DUPLICATES_SCHEMA = pa.schema(
 )
 
 
-def _fit_items(items: list[dict[str, Any]], level: int = 1) -> list[dict[str, Any]]:
-    """Cut item nesting at ``ITEM_LEVELS``: deeper items join the last level, in page order."""
-    out = []
+def _flatten(items: list[dict[str, Any]], out: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
-        if level >= ITEM_LEVELS:
-            out.append({"text": item["text"], "label": item.get("label")})
-            out.extend(_fit_items(item.get("items") or [], level))
-        else:
-            out.append({**item, "items": _fit_items(item.get("items") or [], level + 1)})
+        out.append({"text": item["text"], "label": item["label"]})
+        if item["items"]:
+            _flatten(item["items"], out)
     return out
+
+
+def _fit_items(items: list[dict[str, Any]], level: int = 1) -> None:
+    """Cut item nesting at ``ITEM_LEVELS``, in place: the items of the last level kept are that
+    level's whole subtree in page order, each ``{"text", "label"}`` (no text is lost)."""
+    for item in items:
+        sub = item["items"]
+        if sub:
+            if level + 1 >= ITEM_LEVELS:
+                item["items"] = _flatten(sub, [])
+            else:
+                _fit_items(sub, level + 1)
 
 
 def procedure_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -155,9 +163,9 @@ def procedure_row(record: dict[str, Any]) -> dict[str, Any]:
     The dict is changed in place and returned (the caller parsed it for this row).
     """
     for section in record["sections"]:
-        section["items"] = _fit_items(section["items"])
+        _fit_items(section["items"])
         for sub in section["subsections"]:
-            sub["items"] = _fit_items(sub["items"])
+            _fit_items(sub["items"])
     source = record["source"]
     fetched = source.get("fetched_at")
     if isinstance(fetched, str):
@@ -165,33 +173,26 @@ def procedure_row(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _walk_items(
-    items: list[dict[str, Any]], depth: int, parent: int | None, counter: list[int]
-) -> Iterator[tuple[int, int, int | None, dict[str, Any]]]:
-    for item in items:
-        pos = counter[0]
-        counter[0] += 1
-        yield pos, depth, parent, item
-        yield from _walk_items(item["items"], depth + 1, pos, counter)
-
-
 def child_rows(
     record: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of ``sections``, ``items`` and ``similar_codes`` for one record (validated, as JSON data).
 
-    Call it before ``procedure_row``, which cuts the item nesting of the same dict.
+    Call it before ``procedure_row``, which cuts the item nesting of the same dict. Items are
+    numbered in page order (depth first) across a section's own items and its sub-sections'.
     """
     rid, system, code = record["record_id"], record["code_system"], record["code"]
     sections: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     for s_pos, section in enumerate(record["sections"]):
-        counter = [0]
         key = section["key"]
         subs = section["subsections"]
-        groups = [(None, section["items"])] + [(sub["heading"], sub["items"]) for sub in subs]
-        for heading, group in groups:
-            for pos, depth, parent, item in _walk_items(group, 0, None, counter):
+        pos = 0
+        for heading, group in [(None, section["items"])] + [(sub["heading"], sub["items"]) for sub in subs]:
+            # depth-first, iteratively: (item, depth, parent position)
+            stack: list[tuple[dict[str, Any], int, int | None]] = [(it, 0, None) for it in reversed(group)]
+            while stack:
+                item, depth, parent = stack.pop()
                 items.append(
                     {
                         "record_id": rid,
@@ -207,6 +208,10 @@ def child_rows(
                         "text": item["text"],
                     }
                 )
+                children = item["items"]
+                if children:
+                    stack.extend((child, depth + 1, pos) for child in reversed(children))
+                pos += 1
         sections.append(
             {
                 "record_id": rid,
@@ -216,7 +221,7 @@ def child_rows(
                 "key": key,
                 "heading": section["heading"],
                 "text": section["text"],
-                "n_items": counter[0],
+                "n_items": pos,
                 "n_subsections": len(subs),
             }
         )
