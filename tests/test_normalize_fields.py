@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from pipeline.normalize import fields
 from pipeline.normalize.fields import (
     anesthesia_types,
     care_settings,
@@ -207,3 +210,52 @@ def test_minimum_never_exceeds_maximum() -> None:
     spans = find_spans("from 6 to 2 hours")
     assert spans and (spans[0].lo, spans[0].hi) == (6, 2)
     assert duration_minutes([sec("duration", "from 6 to 2 hours")]) == (120, 360)
+
+
+# Fragments for the differential test below: time amounts in words and digits, every keyword the cheap
+# pre-checks look for, capitals, and the characters re.I folds onto ASCII letters (dotless/dotted i,
+# long s, Kelvin sign), which must send a text down the full patterns.
+_FRAGMENTS = [
+    "about", "Up to", "between", "2", "4", "1.5", "-", "to", "or", "and", "minutes", "HOURS", "hrs", "days",
+    "weeks", "months", "a year", "half an hour", "overnight", "one", "twenty-two", "a few", "several",
+    "a couple of", "hoſpital stay", "ſeveral", "mınutes", "Hospital", "stay", "admitted", "discharged",
+    "same-day", "outpatient procedure", "inpatient", "recover", "return to work", "follow-up",
+    "immediately", "fasting", "NPO", "nothing by mouth", "do not eat", "no fasting", "empty stomach",
+    "general anesthesia", "local", "sedation", "nerve block", "numbing cream", "no anesthesia",
+    "twilight", "at home", "clinic", "ambulatory surgical center", "ASC", "\u212aelvin", "\u0130", ".",
+    ";", ",", "\n", "nothing", "it takes", "(", ")",
+]  # fmt: skip
+
+
+def _random_text(rnd: random.Random) -> str:
+    return " ".join(rnd.choice(_FRAGMENTS) for _ in range(rnd.randint(1, 12)))
+
+
+def _outcome(sections: list[Section], text: str) -> object:
+    try:
+        return extract_fields(sections), find_spans(text), find_spans(text, vague=True)
+    except KeyError as exc:  # "ſeveral days": re.I matches a word the unit table lacks (as before)
+        return f"KeyError {exc}"
+
+
+def test_pre_checks_and_lower_case_patterns_change_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keyword pre-checks and the case-sensitive patterns on lower-cased text are shortcuts only:
+    on random texts, results equal those of the full case-insensitive patterns run on everything."""
+    rnd = random.Random(5)
+    keys = ["duration", "recovery", "preparation", "anesthesia", "setting", "summary"]
+    labels = [None, "Duration", "Hospital stay"]
+    cases = []
+    for _ in range(1500):
+        sections = [
+            sec(key, _random_text(rnd), _random_text(rnd), label=rnd.choice(labels))
+            for key in rnd.sample(keys, 3)
+        ]
+        cases.append((sections, _random_text(rnd)))
+    fast = [_outcome(s, t) for s, t in cases]
+    monkeypatch.setattr(fields, "_may_contain", lambda text, words: True)
+    monkeypatch.setattr(fields, "_RANGE_LOWER", fields._RANGE)
+    monkeypatch.setattr(fields, "_SINGLE_LOWER", fields._SINGLE)
+    monkeypatch.setattr(fields, "_VAGUE_LOWER", fields._VAGUE_RE)
+    full = [_outcome(s, t) for s, t in cases]
+    assert fast == full
+    assert sum(1 for f in fast if isinstance(f, tuple) and f[1]) > 300  # the texts do hold time amounts
