@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from pipeline.normalize.names import Names, extract_names, strip_codes
@@ -156,3 +158,29 @@ def test_no_title_and_no_name_leaves_the_name_empty() -> None:
 )
 def test_code_mentions_are_removed_from_names(text: str, expected: str) -> None:
     assert strip_codes(text, "L3908") == expected
+
+
+_FRAGMENTS = [
+    "Knee Orthosis", "(KO)", "Common names:", "Other names", "Medical Term:", "technical term", "Name:",
+    "also known as", "a.k.a.", "aka", "commonly referred to as", "called", "(L3908)", "l3908", "L3908",
+    "(HCPCS Code: L3908)", "HCPCS code L3908", "CPT code 63185", ",", ";", "or", "and", "(", ")", ".",
+    "\u212anown as", "alſo", "Medıcal term:", "\u0130", "brace", "Wrist splint", "( , )", "Also known as:",
+]  # fmt: skip
+
+
+def test_pre_checks_change_no_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap keyword tests before the name patterns are shortcuts only: on random name blocks the
+    names equal those found with every pattern run on every line."""
+    from pipeline.normalize import names
+
+    rnd = random.Random(7)
+    cases = []
+    for _ in range(1500):
+        words = [rnd.choice(_FRAGMENTS) for _ in range(rnd.randint(1, 10))]
+        items = [Item(text=rnd.choice(_FRAGMENTS), label=rnd.choice([None, "Common Names", "Also"]))]
+        cases.append((" ".join(words), name_section(" ".join(words[::-1]), items)))
+    fast = [(strip_codes(t, "L3908"), extract_names(s, t, "L3908")) for t, s in cases]
+    monkeypatch.setattr(names, "may_contain", lambda text, words: True)
+    full = [(strip_codes(t, "L3908"), extract_names(s, t, "L3908")) for t, s in cases]
+    assert fast == full
+    assert sum(1 for _, n in fast if n.common_names) > 300

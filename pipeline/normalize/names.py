@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pipeline.normalize.codes import code_mentions
+from pipeline.normalize.fields import may_contain
 from pipeline.parse.document import clean
 from schemas import Item, Section
 
@@ -32,6 +34,18 @@ _EMBEDDED = re.compile(
 _AKA_SENTENCE = re.compile(rf"^(?P<name>.*?)[\s,;(]*\b(?:{_AKA})\s+(?P<rest>.+?)\)?\.?$", re.I | re.S)
 _ACRONYM_PAREN = re.compile(r"^(?P<name>.+?)\s*\((?P<acr>[A-Z][A-Z0-9/&-]{1,7})\)$")
 _SPLIT = re.compile(r"\s*[,;]\s*(?:(?:or|and)\s+)?|\s+(?:and/or)\s+")
+# every match of _EMBEDDED / _AKA_SENTENCE holds one of these (lower-cased): cheap tests first
+_EMBEDDED_WORDS = ("name", "term", "known")
+_AKA_WORDS = ("referred", "known", "called", "ka", "k.a")
+_COMMON_LABEL = re.compile(_COMMON, re.I)
+_AKA_LABEL = re.compile(r"also known as|aka|nicknames?", re.I)
+_TECH_LABEL = re.compile(_TECH, re.I)
+_PROC_LABEL = re.compile(_PROC, re.I)
+_EMPTY_PARENS = re.compile(r"\(\s*[,;]?\s*\)")
+_COMMA_PAREN = re.compile(r"\s*,\s*\)")
+_PAREN_SPACE = re.compile(r"\(\s+")
+_INITIAL_DOT = re.compile(r"\b[A-Za-z]\.$")
+_LEAD_CONJ = re.compile(r"^(?:or|and)\s+", re.I)
 
 
 @dataclass
@@ -41,15 +55,21 @@ class Names:
     technical_term: str | None = None
 
 
+@lru_cache(maxsize=4096)
 def _label_kind(label: str) -> str | None:
     lab = clean(label).rstrip(":").strip()
-    if re.fullmatch(_COMMON, lab, re.I) or re.fullmatch(r"also known as|aka|nicknames?", lab, re.I):
+    if _COMMON_LABEL.fullmatch(lab) or _AKA_LABEL.fullmatch(lab):
         return "common"
-    if re.fullmatch(_TECH, lab, re.I):
+    if _TECH_LABEL.fullmatch(lab):
         return "technical"
-    if re.fullmatch(_PROC, lab, re.I):
+    if _PROC_LABEL.fullmatch(lab):
         return "name"
     return None
+
+
+@lru_cache(maxsize=256)
+def _code_re(code: str) -> re.Pattern[str]:
+    return re.compile(rf"(?:,\s*)?\b{re.escape(code)}\b", re.I)
 
 
 def _plural(label: str) -> bool:
@@ -62,17 +82,21 @@ def strip_codes(text: str, code: str | None = None) -> str:
     spans = sorted({(m.start(), m.end()) for m in code_mentions(text)}, reverse=True)
     for start, end in spans:
         text = text[:start] + " " + text[end:]
-    if code:
-        text = re.sub(rf"(?:,\s*)?\b{re.escape(code)}\b", " ", text, flags=re.I)
-    text = re.sub(r"\(\s*[,;]?\s*\)", " ", text)
-    text = re.sub(r"\s*,\s*\)", ")", text)
-    text = re.sub(r"\(\s+", "(", text)
+    if code and may_contain(text, (code.lower(),)):
+        text = _code_re(code).sub(" ", text)
+    # each rule only when its bracket is there (none of them adds a bracket)
+    if "(" in text:
+        text = _EMPTY_PARENS.sub(" ", text)
+    if ")" in text:
+        text = _COMMA_PAREN.sub(")", text)
+    if "(" in text:
+        text = _PAREN_SPACE.sub("(", text)
     return clean(text).strip(" ,;")
 
 
 def _tidy(text: str) -> str:
     t = clean(text).strip(" ,;")
-    if t.endswith(".") and not re.search(r"\b[A-Za-z]\.$", t):
+    if t.endswith(".") and not _INITIAL_DOT.search(t):
         t = t[:-1].rstrip()
     if t.startswith("(") and t.endswith(")") and t.count("(") == 1:
         t = t[1:-1].strip()
@@ -82,7 +106,7 @@ def _tidy(text: str) -> str:
 def _split_names(text: str) -> list[str]:
     out = []
     for part in _SPLIT.split(_tidy(text)):
-        p = re.sub(r"^(?:or|and)\s+", "", part.strip(), flags=re.I)
+        p = _LEAD_CONJ.sub("", part.strip())
         p = _tidy(p)
         if p and p not in out:
             out.append(p)
@@ -109,7 +133,7 @@ class _Collector:
         t = _tidy(strip_codes(text, self.code))
         if not t or self.names.procedure_name is not None:
             return
-        m = _ACRONYM_PAREN.match(t)
+        m = _ACRONYM_PAREN.match(t) if t.endswith(")") else None
         if m and m.group("acr").upper() != (self.code or "").upper():
             self.names.procedure_name = m.group("name").strip()
             self.common(m.group("acr"), plural=False)
@@ -133,7 +157,7 @@ class _Collector:
         t = clean(text)
         if t.startswith("(") and t.endswith(")"):
             t = t[1:-1].strip()
-        labels = list(_EMBEDDED.finditer(t))
+        labels = list(_EMBEDDED.finditer(t)) if may_contain(t, _EMBEDDED_WORDS) else []
         head = t[: labels[0].start()] if labels else t
         for i, m in enumerate(labels):
             end = labels[i + 1].start() if i + 1 < len(labels) else len(t)
@@ -144,7 +168,7 @@ class _Collector:
 
     def _head(self, head: str) -> None:
         head = strip_codes(head, self.code)
-        m = _AKA_SENTENCE.match(head)
+        m = _AKA_SENTENCE.match(head) if may_contain(head, _AKA_WORDS) else None
         if m:
             name = m.group("name").strip(" ,;(")
             if name:
