@@ -17,7 +17,7 @@ from typing import Any
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A page that produced a record: enough to pick a winner and to find the record again."""
 
@@ -41,6 +41,12 @@ class Folder:
     def __init__(self) -> None:
         self.winners: dict[str, Candidate] = {}
         self.folded: list[tuple[Candidate, str]] = []  # (loser, record_id)
+
+    def beats(self, cand: Candidate) -> bool:
+        """Whether ``cand`` would be the winner of its record_id now (a page that loses now never
+        wins later: the rule is a total order), so a loser's record need not be kept at all."""
+        current = self.winners.get(cand.record_id)
+        return current is None or cand.rank() > current.rank()
 
     def add(self, cand: Candidate) -> None:
         current = self.winners.get(cand.record_id)

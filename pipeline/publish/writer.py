@@ -163,7 +163,8 @@ def _write_version(
     (``having``: what section coverage is computed from, counted here so nothing reads the
     sections table back).
 
-    Pass 1 validates each result once (``ProcedureRecord``) and spills its JSON line; pass 2 reads
+    Pass 1 validates each result once (``ProcedureRecord``) and spills its JSON line when it wins its
+    record_id so far (a page that loses never wins later, so its record is not kept); pass 2 reads
     the winners back in ``record_id`` order as plain JSON data (already validated: no model is
     built again) and writes every table and sink from it.
     """
@@ -177,6 +178,7 @@ def _write_version(
         # pass 1: validate, spill records, pick a winner per record_id
         for result in results:
             seen += 1
+            line: bytes | None = None
             if isinstance(result, dict) and set(result) == {"record_line"}:
                 # a record reused from the previous version: its JSON line as published there
                 line = bytes(result["record_line"])
@@ -196,12 +198,16 @@ def _write_version(
                 except ValidationError as exc:
                     rejects.append(_invalid_record(result["record"], exc))
                     continue
-                line = record.model_dump_json().encode("utf-8")
-            offset = spill.tell()
-            spill.write(line)
             src = record.source
-            ref = (offset, len(line))
-            folder.add(Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256, ref))
+            cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
+            if folder.beats(cand):  # only a (current) winner's record is dumped and spilled
+                if line is None:
+                    line = record.model_dump_json().encode("utf-8")
+                offset = spill.tell()
+                spill.write(line)
+                ref = (offset, len(line))
+                cand = Candidate(cand.record_id, cand.path, cand.fetched_at, cand.url, cand.sha256, ref)
+            folder.add(cand)
         if seen != inputs:
             raise ValueError(f"{seen} results for {inputs} inputs: one record or reject per input expected")
         counts = Counts(
