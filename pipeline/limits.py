@@ -22,6 +22,7 @@ Elsewhere (threads) it is cooperative: the front ends call ``check_deadline()`` 
 
 from __future__ import annotations
 
+import _signal
 import contextvars
 import dataclasses
 import os
@@ -29,8 +30,8 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from pipeline.errors import RejectedPage, UsageError
@@ -86,9 +87,41 @@ class Limits:
             raise UsageError(f"{exc} (from the environment)") from None
 
 
+#: Limits already built, by the raw values of ``ENV_VARS`` they were built from (a few at most).
+_built: dict[tuple[str | bytes | None, ...], Limits] = {}
+_ENV_NAMES = tuple(ENV_VARS.values())
+_ENV_KEYS = tuple(os.fsencode(name) for name in _ENV_NAMES)
+
+
+def _env_values() -> tuple[str | bytes | None, ...]:
+    """The raw values of ``ENV_VARS`` (None: unset). ``os.environ.get`` of an unset name raises and
+    catches a KeyError inside; CPython's ``os.environ`` keeps its encoded items in a plain dict,
+    ``_data``, which answers the same in a tenth of the time. Any other mapping is asked normally."""
+    data = getattr(os.environ, "_data", None)
+    if type(data) is dict:
+        return tuple(data.get(key) for key in _ENV_KEYS)
+    env = os.environ
+    return tuple(env.get(name) for name in _ENV_NAMES)
+
+
 def current_limits() -> Limits:
-    """The limits in force: the environment's (read on every call, so tests and workers see changes)."""
-    return Limits.from_env()
+    """The limits in force: the environment's (read on every call, so tests and workers see changes).
+
+    Only the variables are read per call; the checked ``Limits`` is built once per set of values.
+    """
+    values = _env_values()
+    lim = _built.get(values)
+    if lim is None:
+        env = {
+            name: os.fsdecode(value)
+            for name, value in zip(_ENV_NAMES, values, strict=True)
+            if value is not None
+        }
+        lim = Limits.from_env(env)  # raises UsageError for a bad value: never cached
+        if len(_built) >= 64:
+            _built.clear()
+        _built[values] = lim
+    return lim
 
 
 # -- cheap counts before parsing ---------------------------------------------------------------------
@@ -143,7 +176,28 @@ def _too_many_items(n: int, limits: Limits) -> str:
 
 
 def check_document(doc: Document, limits: Limits) -> None:
-    """Refuse a parsed Document whose lists hold too many items or nest too deeply (iterative walk)."""
+    """Refuse a parsed Document whose lists hold too many items or nest too deeply (iterative walk).
+
+    A plain count level by level first; only a page over a limit takes the exact walk that decides
+    which refusal it gets.
+    """
+    level = [b.items for b in doc.blocks if isinstance(b, ListBlock)]
+    count = depth = 0
+    while level:
+        depth += 1
+        deeper: list[list[Item]] = []
+        for items in level:
+            count += len(items)
+            for it in items:
+                if it.children:
+                    deeper.append(it.children)
+        if count > limits.max_list_items or (depth > limits.max_depth and count):
+            _check_document_exactly(doc, limits)
+            return
+        level = deeper
+
+
+def _check_document_exactly(doc: Document, limits: Limits) -> None:
     count = 0
     deepest = 0
     stack: list[tuple[list[Item], int]] = [(b.items, 1) for b in doc.blocks if isinstance(b, ListBlock)]
@@ -190,38 +244,63 @@ def _can_use_alarm() -> bool:
     return signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
 
 
-@contextmanager
-def time_budget(seconds: float) -> Iterator[str]:
+class _Budget:
+    """The context manager behind ``time_budget``: a class, not a generator, since it runs per page.
+
+    Handlers are swapped with ``_signal.signal`` (what ``signal.signal`` calls, without its enum
+    conversions, which cost more than the swap itself); the previous handler is restored as it was.
+    """
+
+    __slots__ = ("_seconds", "_token", "_previous", "_alarm", "_armed")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._token: contextvars.Token[tuple[float, float] | None] | None = None
+        self._previous: object = None
+        self._alarm = False  # our handler is installed (restore the previous one on exit)
+        self._armed = False  # ... and may still raise (once)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self._armed:
+            self._armed = False
+            raise ParseTimeout(self._seconds)
+
+    def __enter__(self) -> str:
+        seconds = self._seconds
+        if not seconds or seconds <= 0:
+            return "off"
+        self._token = _deadline.set((time.monotonic() + seconds, seconds))
+        try:
+            if not _can_use_alarm():
+                return "cooperative"
+            self._previous = _signal.signal(_signal.SIGALRM, self._on_alarm)
+            self._alarm = self._armed = True
+            _signal.setitimer(_signal.ITIMER_REAL, seconds)
+        except BaseException:  # including our own alarm, under a budget shorter than this method
+            self.__exit__()
+            raise
+        return "alarm"
+
+    def __exit__(self, *exc: object) -> None:
+        token = self._token
+        if token is None:
+            return
+        try:
+            if self._alarm:
+                self._alarm = self._armed = False
+                try:
+                    _signal.setitimer(_signal.ITIMER_REAL, 0)
+                finally:
+                    _signal.signal(_signal.SIGALRM, self._previous)  # type: ignore[arg-type]
+        finally:
+            self._token = None
+            _deadline.reset(token)
+
+
+def time_budget(seconds: float) -> AbstractContextManager[str]:
     """Run the block under a budget of ``seconds`` (0: none); yields the mode: "alarm", "cooperative", "off".
 
     Over budget, ``ParseTimeout`` is raised inside the block: by the alarm signal in the main thread,
     else at the next ``check_deadline()``.
     """
-    if not seconds or seconds <= 0:
-        yield "off"
-        return
-    token = _deadline.set((time.monotonic() + seconds, seconds))
-    if not _can_use_alarm():
-        try:
-            yield "cooperative"
-        finally:
-            _deadline.reset(token)
-        return
-    armed = [True]
-
-    def _on_alarm(signum: int, frame: object) -> None:
-        if armed[0]:
-            armed[0] = False
-            raise ParseTimeout(seconds)
-
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield "alarm"
-        finally:
-            armed[0] = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-        _deadline.reset(token)
+    return _Budget(seconds)

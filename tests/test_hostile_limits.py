@@ -182,6 +182,18 @@ def test_a_document_nested_deeper_than_the_limit_is_refused() -> None:
         check_document(_nested(50_000), Limits(max_depth=2, max_list_items=10**6))
 
 
+def test_a_document_over_both_limits_gets_the_refusal_met_first_walking_from_the_last_list() -> None:
+    """Lists are walked depth first from the last one: here the deep list breaks its limit before the
+    items of all lists together break theirs (a level-by-level walk would say "too many items")."""
+    flat = ListBlock(False, [DocItem("a"), DocItem("b"), DocItem("c")])
+    doc = Document(title="t", blocks=[flat, *_nested(3).blocks])
+    check_document(doc, Limits(max_list_items=6, max_depth=3))
+    with pytest.raises(RejectedPage, match=r"^lists nested too deeply \(over 2 levels\)$"):
+        check_document(doc, Limits(max_list_items=3, max_depth=2))
+    with pytest.raises(RejectedPage, match=r"^too many list items \(over 5\)$"):
+        check_document(doc, Limits(max_list_items=5, max_depth=3))
+
+
 def test_deep_indentation_in_a_text_page_is_flattened_not_recursed() -> None:
     lines = "".join(" " * i + f"- level {i}\n" for i in range(3000))
     result = outcome(TXT_HEAD + lines, "site/cpt/63185.txt")
@@ -303,3 +315,49 @@ def test_the_run_goes_on_after_a_page_over_the_budget(
     assert slow["reject"]["reason"] == "too slow to parse (over 0.05 s)"
     assert slow["reject"]["source"] == "cpt/63185.html"
     assert good["record"]["record_id"] == "cpt:63190"
+
+
+def test_the_alarm_restores_a_handler_someone_installed_and_leaves_no_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fired: list[int] = []
+
+    def theirs(signum: int, frame: object) -> None:
+        fired.append(signum)
+
+    previous = signal.signal(signal.SIGALRM, theirs)
+    try:
+        with time_budget(5) as mode:
+            assert mode == "alarm"
+            assert signal.getsignal(signal.SIGALRM) is not theirs
+        assert signal.getsignal(signal.SIGALRM) is theirs
+        monkeypatch.setattr(api, "parse_document", _slow_forever)
+        exc = reject(HEAD, "site/cpt/63185.html", Limits(max_parse_seconds=0.05))
+        assert exc.reason == "too slow to parse (over 0.05 s)"
+        assert signal.getsignal(signal.SIGALRM) is theirs
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        with pytest.raises(ValueError, match="inside"):  # an error in the block: same clean-up
+            with time_budget(5):
+                raise ValueError("inside")
+        assert signal.getsignal(signal.SIGALRM) is theirs
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert fired == []
+
+
+def test_the_environment_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    seen = []
+    for value in ("7", "8", "7", None, "7"):
+        if value is None:
+            monkeypatch.delenv("PROCPIPE_MAX_DEPTH")
+        else:
+            monkeypatch.setenv("PROCPIPE_MAX_DEPTH", value)
+        seen.append(current_limits().max_depth)
+    assert seen == [7, 8, 7, 32, 7]
+    monkeypatch.setenv("PROCPIPE_MAX_DEPTH", "seven")
+    for _ in range(2):  # a bad value is refused every time, never remembered as good
+        with pytest.raises(UsageError, match="PROCPIPE_MAX_DEPTH must be a whole number"):
+            current_limits()
