@@ -154,11 +154,12 @@ def precheck(text: str, kind: str, limits: Limits) -> None:
     parser would keep; a page just under a limit is caught exactly by ``check_document``.
     """
     if kind == "html":
-        if text.count("<") > limits.max_list_items:
+        tags = text.count("<")  # an upper bound of both counts: most pages stop here
+        if tags > limits.max_list_items:
             n = _count(_LI_TAG, text, 100 * limits.max_list_items)
             if n > limits.max_list_items:
                 raise RejectedPage(_too_many_items(n, limits), stage="parse")
-        if text.count("<") > limits.max_elements:
+        if tags > limits.max_elements:
             n = _count(_START_TAG, text, 100 * limits.max_elements)
             if n > limits.max_elements:
                 more = "+" if n > 100 * limits.max_elements else ""

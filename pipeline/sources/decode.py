@@ -159,13 +159,13 @@ def decode_bytes(content: bytes, *, declared: str | None = None, kind: Kind = "t
         raise RejectedPage("empty page (no text)", stage="decode")
     if content.startswith(_MAGIC):
         raise RejectedPage("binary file, not a text or HTML page", stage="decode")
-    if content[:8192].count(b"\x00") > 8:
+    if content.count(b"\x00", 0, 8192) > 8:
         raise RejectedPage("binary file, not a text or HTML page (NUL bytes)", stage="decode")
     candidates: list[str] = []
     if c := _codec(declared):
         candidates.append(c)
     if kind == "html":
-        m = _META_CHARSET.search(content[:4096])
+        m = _META_CHARSET.search(content, 0, 4096)
         if m and (c := _codec(m.group(1).decode("ascii", "ignore"))):
             # a page that could declare UTF-16/32 in ASCII is not in it (no BOM): browsers read UTF-8
             candidates.append("utf-8" if c.startswith(("utf-16", "utf-32", "utf_16", "utf_32")) else c)
