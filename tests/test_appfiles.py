@@ -101,3 +101,24 @@ def test_an_app_reads_the_index_and_every_record_from_a_static_server(served: st
                 entry["title"],
             )
             assert hashlib.sha256(rec.content).hexdigest() == entry["sha256"]
+
+
+def test_the_streamed_index_has_the_layout_of_one_json_dump(published: Path, tmp_path: Path) -> None:
+    """index.json is written entry by entry; its text is what one ``json.dumps(indent=1)`` gives."""
+    text = (published / "latest" / "json" / "index.json").read_text(encoding="utf-8")
+    assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
+    # a title needing escapes, one not ASCII, one missing, and the empty index
+    from pipeline.publish.appfiles import AppFilesSink
+
+    titles = ['Knee "scope"\\ \n', "Résection", None]
+    sink = AppFilesSink(tmp_path)
+    for code, title in zip(("29881", "29882", "29883"), titles, strict=True):
+        sink.add(b"{}", {"code_system": "cpt", "code": code, "title": title})
+    sink.close()
+    text = (tmp_path / "json" / "index.json").read_text(encoding="utf-8")
+    assert [e["title"] for e in json.loads(text)] == titles
+    assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    AppFilesSink(empty).close()
+    assert (empty / "json" / "index.json").read_text(encoding="utf-8") == "[]\n"

@@ -205,3 +205,24 @@ def test_load_changes_of_a_first_version_lists_every_record_as_added(published: 
     assert set(changes["record_id"]) == SAMPLE_RECORD_IDS
     assert set(changes["change"]) == {"added"}
     assert changes["field"].isna().all()
+
+
+def test_section_coverage_reads_row_group_by_row_group_and_counts_each_record_once(
+    published: Path, tmp_path: Path
+) -> None:
+    from pipeline.load import section_coverage
+
+    version = tmp_path / "v"
+    shutil.copytree(published / "latest", version)
+    whole = section_coverage(version)
+    # what publish counted while writing is what the table says
+    quality = load_manifest(published).quality
+    assert quality is not None
+    assert quality["coverage"] == {k: round(v, 6) for k, v in whole.items()}
+    # row groups of two rows: a record's sections straddle groups, and one record repeats a key
+    sections = pq.read_table(version / "sections.parquet")
+    first = sections.slice(0, 1)
+    doubled = pa.concat_tables([first, sections]).sort_by([("record_id", "ascending")])
+    pq.write_table(doubled, version / "sections.parquet", row_group_size=2)
+    assert pq.ParquetFile(version / "sections.parquet").num_row_groups > 2
+    assert section_coverage(version) == whole

@@ -339,7 +339,7 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
         monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 1)
         real, calls = tables.procedure_row, []
 
-        def once(rec: ProcedureRecord) -> dict[str, Any]:
+        def once(rec: dict[str, Any]) -> dict[str, Any]:
             calls.append(rec)
             if len(calls) > 1:
                 raise OSError("disk full (injected)")

@@ -213,3 +213,24 @@ def test_cli_runs_as_a_program(published: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["code"] == "47562"
+
+
+def test_the_index_fed_while_publishing_equals_one_built_from_procedures_jsonl(
+    published: Path, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from pipeline.publish.search_index import INDEX_FILE, build_index
+
+    version = published / "latest"
+    rebuilt = tmp_path / INDEX_FILE
+    assert build_index(version / "procedures.jsonl", rebuilt) == 3
+
+    def dump(path: Path) -> list[str]:
+        db = sqlite3.connect(path)
+        try:
+            return list(db.iterdump())
+        finally:
+            db.close()
+
+    assert dump(version / INDEX_FILE) == dump(rebuilt)
