@@ -7,42 +7,65 @@ one retry per batch, a publish task, stage logs and a run-summary artifact.
 
 Parsing uses both cores without ``ProcessPoolTaskRunner`` (whose workers each import Prefect, ~9 s):
 the batch tasks run on the default thread runner and hand their pages to one plain
-``ProcessPoolExecutor`` spawned per flow run, whose workers import only the parser (well under a
-second). A worker that dies (a crash inside a C extension) breaks the pool: the pool is replaced,
-and the batch it was running is re-run alone in a fresh process; if it kills that one too, its pages
-become rejects ("worker process failed") and the run goes on.
+``ProcessPoolExecutor`` per flow run, forked from a fork server that has the parser imported
+(``pipeline.process.pool_context``). A worker that dies (a crash inside a C extension) breaks the
+pool: the pool is replaced, and the batch it was running is re-run alone in a fresh process; if it
+kills that one too, its pages become rejects ("worker process failed") and the run goes on.
 
-Memory stays flat with the number of pages: each batch's results are spooled to a file in a private
-temporary folder (``spool``) as soon as they arrive, the batch task returns only the file's path and
-counts, and publishing reads the files back one batch at a time, in batch order (``read_spool``).
-On Dask the batch runs on a worker that may not see the flow's disk, so its results come back in
-memory and the flow spools them as each batch's future is collected (then releases the future).
-The folder is removed when the run ends, published or not.
+Publishing runs while the pages are parsed, as in ``run_local``: the publish task reads the batches
+in batch order as they finish (``_stream``), so the run ends soon after its last batch. Memory stays
+flat with the number of pages: each worker writes its batch's results to a file in a private
+temporary folder (``pipeline.process.process_batch_to_file``) and returns only the path and counts;
+publishing loads one batch file at a time and deletes it. On Dask the batch runs on a worker that
+may not see the flow's disk, so its results come back in memory and are streamed from the future
+(released once read). The folder is removed when the run ends, published or not.
+
+A head start (``_HeadStart``): calling ``process`` with the default task runner and local folders
+first starts, in the background, what does not need Prefect: the plan (discovery and hashing), the
+worker pool and the first batches (on all workers but one: the temporary server Prefect starts
+meanwhile needs a core for seconds). The flow body takes that work over if nothing changed in between
+(the out folder's current version is the one planned against; checked under the run's lock), else
+discards it and plans again. A flow run started any other way (a deployment, ``with_options`` with
+another runner) simply does the work in its body.
 """
 
 from __future__ import annotations
 
-import pickle
+import inspect
+import logging
 import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_any
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote, unmapped
 
 from pipeline.errors import UsageError
-from pipeline.process import process_batch, reject_result
-from pipeline.sources.remote import is_url, process_batch_url
+from pipeline.process import (
+    Spooled,
+    load_spool,
+    pool_context,
+    process_batch,
+    process_batch_to_file,
+    read_spool,
+    reject_result,
+    spool_batch,
+)
+from pipeline.sources.remote import is_url, local_path, process_batch_url
 from schemas import Manifest
+
+__all__ = ["process", "parse_progress", "read_spool", "spool_batch", "summary_markdown", "summary_table"]
 
 SUMMARY_KEY = "procpipe-run-summary"
 REPORT_KEY = "procpipe-run-report"
@@ -50,52 +73,68 @@ QUALITY_KEY = "procpipe-quality"
 CHANGES_KEY = "procpipe-changes"
 
 Result = dict[str, Any]
-#: what a spooled batch task returns: ``{"path": str, "results": int, "records": int}``
-Spooled = dict[str, Any]
-
-
-def _context() -> Any:
-    import multiprocessing
-
-    # forkserver: workers do not inherit the flow process's threads and locks (Prefect runs several)
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+_log = logging.getLogger(__name__)
 
 
 class _Pool:
-    """A process pool shared by the batch tasks of one flow run; replaced once when a worker dies."""
+    """A process pool shared by the batch tasks of one flow run; replaced once when a worker dies.
+
+    Each batch runs as ``process_batch_to_file`` in a worker: the worker writes the results to the
+    batch's spool file and the task gets back only the path and counts. Batches submitted before
+    the flow run started (``submit_early``, the head start) are taken over by their task."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._lock = threading.Lock()
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+        self._early: dict[str, tuple[ProcessPoolExecutor, Future[Spooled]]] = {}
 
-    def run(self, batch: list[str], raw_dir: str) -> list[Result]:
-        executor = self._executor
+    def submit_early(self, batch: list[str], raw_dir: str, spool_to: str) -> Future[Spooled]:
+        """Start a batch now; the task that later runs it (same spool file) takes this future over."""
+        with self._lock:
+            future = _submit(self._executor, batch, raw_dir, spool_to)
+            self._early[spool_to] = (self._executor, future)
+        return future
+
+    def run(self, batch: list[str], raw_dir: str, spool_to: str) -> Spooled:
+        with self._lock:
+            executor, future = self._early.pop(spool_to, (self._executor, None))
         try:
-            return executor.submit(_batch_fn(raw_dir), batch, raw_dir).result()
+            if future is None:
+                future = _submit(executor, batch, raw_dir, spool_to)
+            return future.result()
         except BrokenProcessPool:
             self._replace(executor)
-            return _alone(batch, raw_dir)
+            return _alone(batch, raw_dir, spool_to)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._executor is broken:  # the first task to notice replaces it for all
                 broken.shutdown(wait=False, cancel_futures=True)
-                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=pool_context())
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers once their batches are done (``wait=False``: without waiting for them),
+        cancelling the batches not started."""
+        with self._lock:
+            early, self._early = self._early, {}
+        for _, future in early.values():  # never taken over (the run failed or was discarded)
+            future.cancel()
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def _alone(batch: list[str], raw_dir: str) -> list[Result]:
+def _submit(executor: ProcessPoolExecutor, batch: list[str], raw_dir: str, spool_to: str) -> Future[Spooled]:
+    return executor.submit(process_batch_to_file, _batch_fn(raw_dir), batch, raw_dir, spool_to)
+
+
+def _alone(batch: list[str], raw_dir: str, spool_to: str) -> Spooled:
     """Run one batch in a fresh one-worker pool; its pages become rejects if that worker dies too."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as solo:
+    with ProcessPoolExecutor(max_workers=1, mp_context=pool_context()) as solo:
         try:
-            return solo.submit(_batch_fn(raw_dir), batch, raw_dir).result()
+            return _submit(solo, batch, raw_dir, spool_to).result()
         except Exception as exc:  # noqa: BLE001 - a worker crash must not fail the run
             reason = f"internal error: worker process failed: {type(exc).__name__}"
-            return [reject_result(p, "parse", reason) for p in batch]
+            return spool_batch([reject_result(p, "parse", reason) for p in batch], spool_to)
 
 
 def _batch_fn(raw_dir: str) -> Any:
@@ -126,33 +165,172 @@ def _report_progress(done: int, total: int) -> None:
         hook(done, total)
 
 
-def spool_batch(results: list[Result], path: str | Path) -> Spooled:
-    """Write one batch's results to ``path``; returns its path and counts.
-
-    Pickle, not JSON: an exact round trip of the result dicts, and the file is private to this run
-    (written and read back by the same flow, then deleted)."""
-    with open(path, "wb") as fh:
-        pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return {"path": str(path), "results": len(results), "records": sum("record" in r for r in results)}
+def _new_spool_folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="procpipe-spool-"))
 
 
-def read_spool(paths: Iterable[str]) -> Iterator[Result]:
-    """The results of the spooled batches at ``paths``, in that order, one batch in memory at a time."""
-    for path in paths:
-        with open(path, "rb") as fh:
-            batch: list[Result] = pickle.load(fh)  # noqa: S301 - our own file, written by this run
-        yield from batch
-        del batch
+def _spool_name(i: int) -> str:
+    return f"batch-{i:06d}.pickle"
 
 
-@contextmanager
-def spool() -> Iterator[Path]:
-    """A private temporary folder for the batches' result files, removed on the way out."""
-    folder = Path(tempfile.mkdtemp(prefix="procpipe-spool-"))
+def _batches(paths: list[str], size: int) -> list[list[str]]:
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
+# ---------------------------------------------------------------- head start
+
+
+class _HeadStart:
+    """What one call of ``process`` starts before Prefect runs its body: the plan, then the pool and
+    the first batches (in batch order, on all workers but one, written to ``folder``).
+
+    Runs in a background thread (the calling thread waits for Prefect's temporary server meanwhile).
+    ``claim`` stops it; ``close`` releases whatever the flow body did not take over."""
+
+    def __init__(self, raw: Path, out: Path, *, full: bool, batch_size: int, workers: int) -> None:
+        self.key = (str(raw), str(out), full, batch_size, workers)
+        self.raw, self.out, self.full = raw, out, full
+        self.batch_size, self.workers = batch_size, workers
+        self.plan: Any = None  # pipeline.incremental.Plan once made
+        self.planned_against: Path | None = None  # out's current version when the plan was made
+        self.pool: _Pool | None = None
+        self.folder: Path | None = _new_spool_folder()
+        self.early = 0  # batches started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="procpipe-head-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            from pipeline.incremental import plan as plan_inputs
+            from pipeline.publish.lock import is_locked
+            from pipeline.publish.writer import latest_version
+
+            if is_locked(self.out):  # another run holds the folder: wait for the flow to plan under the lock
+                return
+            self.planned_against = latest_version(self.out)
+            self.plan = plan_inputs(self.raw, self.out, full=self.full)
+            batches = _batches(self.plan.to_parse, self.batch_size)
+            size = min(self.workers, len(batches))
+            if size <= 1 or self._stop.is_set() or self.folder is None:
+                return
+            self.pool = _Pool(size)
+            limit = max(1, size - 1)  # a core stays free for Prefect's server, which is starting now
+            in_flight: set[Future[Spooled]] = set()
+            for i, batch in enumerate(batches):
+                while len(in_flight) >= limit and not self._stop.is_set():
+                    in_flight = wait_any(in_flight, timeout=0.1, return_when=FIRST_COMPLETED).not_done
+                if self._stop.is_set():
+                    return
+                in_flight.add(self.pool.submit_early(batch, str(self.raw), str(self.folder / _spool_name(i))))
+                self.early = i + 1
+        except Exception:  # noqa: BLE001 - the flow body plans again
+            _log.debug("head start failed", exc_info=True)
+            self.plan = None
+
+    def claim(self) -> _HeadStart:
+        """Stop starting batches (the flow's tasks take over) and wait for the plan."""
+        self._stop.set()
+        self._thread.join()
+        return self
+
+    def still_valid(self) -> bool:
+        """Whether the plan still holds: made, and ``out``'s current version is the one it was made
+        against (called under the run's lock, so nothing changes it any more)."""
+        from pipeline.publish.writer import latest_version
+
+        return self.plan is not None and latest_version(self.out) == self.planned_against
+
+    def hand_over(self) -> tuple[_Pool | None, Path]:
+        """The pool and the spool folder, now owned by the caller."""
+        assert self.folder is not None
+        pool, folder = self.pool, self.folder
+        self.pool, self.folder = None, None
+        return pool, folder
+
+    def close(self) -> None:
+        """Stop, then release the pool and the folder unless the flow took them over."""
+        self.claim()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)  # discarded work: its files go with the folder
+            self.pool = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+_HEAD_STARTS: list[_HeadStart] = []
+_HEAD_STARTS_LOCK = threading.Lock()
+
+
+def _begin_head_start(
+    flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _HeadStart | None:
+    """A head start for this call of the ``process`` flow, or None (another runner, a URL, bad arguments:
+    the flow body then does, or refuses, everything itself)."""
+    if type(flow.task_runner) is not ThreadPoolTaskRunner:
+        return None
     try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        bound = inspect.signature(flow.fn).bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    a = bound.arguments
+    raw = local_path(a["raw_dir"]) if isinstance(a["raw_dir"], str | Path) else None
+    out = local_path(a["out_dir"]) if isinstance(a["out_dir"], str | Path) else None
+    size, workers, full = a["batch_size"], a["workers"], a["full"]
+    if raw is None or out is None or not Path(raw).is_dir() or Path(out).is_file():
+        return None
+    if type(size) is not int or type(workers) is not int or size < 1 or workers < 1 or type(full) is not bool:
+        return None
+    head = _HeadStart(Path(raw), Path(out), full=full, batch_size=size, workers=workers)
+    with _HEAD_STARTS_LOCK:
+        _HEAD_STARTS.append(head)
+    return head
+
+
+def _claim_head_start(raw: Path, out: Path, full: bool, batch_size: int, workers: int) -> _HeadStart | None:
+    """The head start begun for these arguments (stopped, its plan made), or None."""
+    key = (str(raw), str(out), full, batch_size, workers)
+    with _HEAD_STARTS_LOCK:
+        head = next((h for h in _HEAD_STARTS if h.key == key), None)
+        if head is not None:
+            _HEAD_STARTS.remove(head)
+    return head.claim() if head is not None else None
+
+
+class _HeadStartFlow(Flow[Any, Any]):
+    """A flow whose call begins a ``_HeadStart`` before Prefect starts the run (``process`` only)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - Flow.__call__
+        head = _begin_head_start(self, args, {k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            if head is not None:
+                with _HEAD_STARTS_LOCK:
+                    if head in _HEAD_STARTS:
+                        _HEAD_STARTS.remove(head)
+                head.close()
+
+    def with_options(self, **kwargs: Any) -> Any:  # noqa: D102 - Flow.with_options
+        new = super().with_options(**kwargs)
+        new.__class__ = type(self)
+        return new
+
+
+#: keyword arguments of ``Flow.__call__`` that are not flow parameters
+_CALL_OPTIONS = ("return_state", "wait_for")
+
+
+def _head_start_flow(**options: Any) -> Callable[[Callable[..., Manifest]], _HeadStartFlow]:
+    def wrap(fn: Callable[..., Manifest]) -> _HeadStartFlow:
+        return _HeadStartFlow(fn=fn, **options)
+
+    return wrap
+
+
+# ---------------------------------------------------------------- tasks
 
 
 # pools by token: a task parameter must be hashable text, not an executor
@@ -160,14 +338,15 @@ _POOLS: dict[str, _Pool] = {}
 
 
 @contextmanager
-def _shared_pool(workers: int, batches: int) -> Iterator[str | None]:
-    """A pool token for the batch tasks, or None when one process is enough (one batch, one worker)."""
+def _shared_pool(workers: int, batches: int, pool: _Pool | None = None) -> Iterator[str | None]:
+    """A pool token for the batch tasks (``pool``, else a new pool), or None when one process is
+    enough (one batch, one worker); the pool is shut down on the way out."""
     size = min(workers, batches)
-    if size <= 1:
+    if pool is None and size <= 1:
         yield None
         return
     token = uuid.uuid4().hex
-    _POOLS[token] = _Pool(size)
+    _POOLS[token] = pool or _Pool(size)
     try:
         yield token
     finally:
@@ -180,17 +359,43 @@ def parse_batch(
 ) -> list[Result] | Spooled:
     """Parse a batch of pages (paths relative to ``raw_dir``): one record or reject dict per page.
 
-    With ``spool_to`` the results are written to that file and only its path and counts are
-    returned (``spool_batch``). On Dask (no pool in the worker) it runs here, in the worker process,
-    and returns the results themselves."""
+    With ``spool_to`` the results are written to that file (by the pool's worker when there is a
+    pool) and only its path and counts are returned. On Dask (no pool, no spool file) it runs in
+    the Dask worker and returns the results themselves."""
     shared = _POOLS.get(pool) if pool else None
-    results = shared.run(paths, raw_dir) if shared else _batch_fn(raw_dir)(paths, raw_dir)
+    if pool and shared is None:  # the run is over (it failed): do not parse for nothing
+        raise RuntimeError("the flow run ended before this batch ran")
+    if shared is not None and spool_to:
+        return shared.run(paths, raw_dir, spool_to)
+    results = _batch_fn(raw_dir)(paths, raw_dir)
     return spool_batch(results, spool_to) if spool_to else results
+
+
+def _stream(futures: list[Any], total: int, log: Any) -> Iterator[Result]:
+    """The batches' results in batch order, each batch as soon as its task is done: one batch in
+    memory at a time (a spool file is loaded, then deleted; a Dask future is released once read)."""
+    done = parsed = 0
+    _report_progress(0, total)
+    for i in range(len(futures)):
+        out = futures[i].result()  # raises if the batch failed (after its retry): publish fails
+        futures[i] = None  # drop the future: on Dask it holds the results
+        if isinstance(out, dict):
+            batch = load_spool(out["path"])
+            Path(out["path"]).unlink(missing_ok=True)
+            n, records = out["results"], out["records"]
+        else:
+            batch, n, records = out, len(out), sum("record" in r for r in out)
+        del out
+        done, parsed = done + n, parsed + records
+        _report_progress(done, total)
+        yield from batch
+        del batch
+    log.info("parse: %d records, %d rejects", parsed, done - parsed)
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
 def publish_results(
-    spooled: list[str],
+    results: Any,
     out_dir: str,
     inputs: int,
     run_id: str | None = None,
@@ -199,14 +404,14 @@ def publish_results(
     gates: Any = None,
     force: bool = False,
 ) -> Manifest:
-    """Write the spooled results (files in batch order, plus the results ``plan`` reuses) as a new
-    version of ``out_dir``, make it ``latest``; the files are streamed, one batch at a time."""
+    """Write ``results`` (an iterable of result dicts in batch order, consumed while the batches are
+    still being parsed; plus the results ``plan`` reuses) as a new version of ``out_dir``, make it
+    ``latest``."""
     from pipeline.publish import publish
 
     return publish(
-        read_spool(spooled), Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates,
-        force=force,
-    )  # fmt: skip
+        results, Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates, force=force
+    )
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -247,7 +452,7 @@ def _es(n: int) -> str:
     return "" if n == 1 else "es"
 
 
-@flow(name="process", log_prints=False)
+@_head_start_flow(name="process", log_prints=False)
 def process(
     raw_dir: str | Path = "raw",
     out_dir: str | Path = "processed",
@@ -279,7 +484,7 @@ def process(
     from pipeline.publish.lock import out_dir_lock
     from pipeline.publish.remote import stage
     from pipeline.publish.writer import new_run_id
-    from pipeline.sources.remote import exists_dir, local_path, plan_url
+    from pipeline.sources.remote import exists_dir, plan_url
 
     log = get_run_logger()
     ctx = FlowRunContext.get()
@@ -293,45 +498,45 @@ def process(
     config = quality_gates.load_config(gates, cwd=Path.cwd())
     run_id = new_run_id()
     out, staging = stage(str(out_dir))  # a URL: a local copy of its latest version, uploaded below
-    with out_dir_lock(out, run_id=run_id, wait=wait):
-        the_plan = plan_inputs(raw, out, full=full) if raw is not None else plan_url(str(raw_dir), full=full)
+    head = _claim_head_start(raw, out, full, batch_size, workers) if raw is not None and not staging else None
+    with out_dir_lock(out, run_id=run_id, wait=wait), ExitStack() as cleanup:
+        if head is not None and head.still_valid():
+            the_plan = head.plan
+            early_pool, folder = head.hand_over()
+        else:
+            if head is not None:
+                head.close()
+            head, early_pool, folder = None, None, _new_spool_folder()
+            the_plan = (
+                plan_inputs(raw, out, full=full) if raw is not None else plan_url(str(raw_dir), full=full)
+            )
+        cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
         paths = the_plan.to_parse
-        batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        batches = _batches(paths, batch_size)
+        pool = cleanup.enter_context(_shared_pool(1 if on_dask else workers, len(batches), early_pool))
         procs = max(1, min(workers, len(batches)))
         log.info(
-            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d, %s",
+            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d, %s%s",
             the_plan.inputs, raw_dir, len(paths), len(batches), _es(len(batches)), batch_size,
             "on Dask" if on_dask else f"{procs} process{_es(procs)}",
+            f" ({head.early} started while Prefect started)" if head is not None and head.early else "",
         )  # fmt: skip
         log.info("%s", the_plan.describe())
 
-        with spool() as folder:
-            files = [str(folder / f"batch-{i:06d}.pickle") for i in range(len(batches))]
-            with _shared_pool(1 if on_dask else workers, len(batches)) as pool:
-                spool_to = unmapped(None) if on_dask else files
-                futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool), spool_to)
-                done = parsed = 0
-                _report_progress(0, len(paths))
-                for i, file in enumerate(files):  # in order: the pool runs the batches in about that order
-                    out_i = futures[i].result()
-                    futures[i] = None  # type: ignore[call-overload]  # drop the future: it holds the result
-                    batch = out_i if isinstance(out_i, dict) else spool_batch(out_i, file)  # Dask: spool here
-                    del out_i
-                    done, parsed = done + batch["results"], parsed + batch["records"]
-                    _report_progress(done, len(paths))
-            log.info("parse: %d records, %d rejects", parsed, done - parsed)
-
-            # quote: Prefect would otherwise walk the plan and the config looking for futures
-            try:
-                manifest: Manifest = publish_results(  # type: ignore[call-overload]
-                    quote(files), str(out), the_plan.inputs, run_id, quote(the_plan), keep, quote(config),
-                    force,
-                )  # fmt: skip
-            except quality_gates.GateFailed as exc:
-                md = quality_gates.quality_markdown(run_id, exc.results, published=False)
-                create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
-                log.error("gates: %s", exc)
-                raise
+        spool_to = unmapped(None) if on_dask else [str(folder / _spool_name(i)) for i in range(len(batches))]
+        futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool), spool_to)
+        # quote: Prefect would otherwise walk the stream, the plan and the config looking for futures
+        try:
+            manifest: Manifest = publish_results(  # type: ignore[call-overload]
+                quote(_stream(list(futures), len(paths), log)), str(out), the_plan.inputs, run_id,
+                quote(the_plan), keep, quote(config), force,
+            )  # fmt: skip
+        except quality_gates.GateFailed as exc:
+            md = quality_gates.quality_markdown(run_id, exc.results, published=False)
+            create_markdown_artifact(md, key=QUALITY_KEY, description="procpipe quality gates")
+            log.error("gates: %s", exc)
+            raise
+        del futures
     where = staging.upload(manifest.run_id) if staging else Path(out_dir) / "versions" / manifest.run_id
     c = manifest.counts
     log.info(

@@ -6,14 +6,19 @@ path yields exactly one compact, JSON-able result, ``{"record": {...}}`` or ``{"
 
 ``run_local`` is the whole job without Prefect (tests, benchmarks): discover, batch, parse over a
 process pool, publish.
+
+``spool_batch`` / ``read_spool`` are the flow's batch files (``pipeline.flows``): a worker process
+runs ``process_batch_to_file`` and writes its batch's results to a file itself, so the parent
+receives only the path and counts and unpickles each batch once, when it publishes it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -25,6 +30,8 @@ from pipeline.sources.files import discover, read_page, relative_path
 from schemas.models import Reject, Stage
 
 if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
     from schemas.models import Manifest
 
 _STAGES: tuple[str, ...] = get_args(Stage)
@@ -104,11 +111,57 @@ def process_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
     return out
 
 
+#: what a spooled batch comes back as: ``{"path": str, "results": int, "records": int}``
+Spooled = dict[str, Any]
+
+
+def spool_batch(results: list[dict[str, Any]], path: str | Path) -> Spooled:
+    """Write one batch's results to ``path``; returns its path and counts.
+
+    Pickle, not JSON: an exact round trip of the result dicts, and the file is private to one run
+    (written by its worker or its parent, read back by its parent, then deleted)."""
+    with open(path, "wb") as fh:
+        pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"path": str(path), "results": len(results), "records": sum("record" in r for r in results)}
+
+
+def load_spool(path: str | Path) -> list[dict[str, Any]]:
+    """The results of one spooled batch."""
+    with open(path, "rb") as fh:
+        batch: list[dict[str, Any]] = pickle.load(fh)  # noqa: S301 - our own file, written by this run
+    return batch
+
+
+def read_spool(paths: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The results of the spooled batches at ``paths``, in that order, one batch in memory at a time."""
+    for path in paths:
+        yield from load_spool(path)
+
+
+BatchFn = Callable[[list[str], str], list[dict[str, Any]]]
+
+
+def process_batch_to_file(fn: BatchFn, paths: list[str], raw_dir: str, path: str) -> Spooled:
+    """``fn(paths, raw_dir)`` (``process_batch`` or a twin) in a worker, its results written to ``path``
+    by the worker itself: only the path and counts travel back to the parent."""
+    return spool_batch(fn(paths, raw_dir), path)
+
+
+def pool_context() -> BaseContext:
+    """The start method of every worker pool: forkserver, with this module (the parser) preloaded.
+
+    forkserver: workers do not inherit the parent's threads or locks (safe under Prefect and pytest).
+    The preload makes the fork server import the parser once; each worker, a fork of it, starts
+    with the parser imported (a new pool after a crash too). Without forkserver: spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pipeline.process"])  # no effect once the fork server runs
+    return ctx
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # forkserver: workers do not inherit the parent's threads or locks (safe under Prefect and pytest)
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
 
 
 def _lost_batch(batch: list[str], exc: BaseException) -> list[dict[str, Any]]:

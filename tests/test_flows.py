@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,35 +124,145 @@ def test_a_dying_worker_costs_only_its_own_pages(
     assert rejects["site/cpt/crash.txt"] == "internal error: worker process failed: BrokenProcessPool"
 
 
-def test_flow_results_go_through_spool_files_and_match_run_local(
+def held_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+    """The real batch worker, except that the batch holding the page named in ``<raw>/../hold`` waits
+    (up to a minute) until the parent has published a first batch, and notes whether it saw that."""
+    from pipeline.process import process_batch
+
+    signals = Path(raw_dir).parent
+    hold = signals / "hold"
+    if hold.is_file() and hold.read_text(encoding="utf-8") in paths:
+        first = signals / "first-batch-published"
+        for _ in range(600):
+            if first.exists():
+                break
+            time.sleep(0.1)
+        (signals / ("saw" if first.exists() else "gave-up")).touch()
+    return process_batch(paths, raw_dir)
+
+
+def test_flow_publishes_batches_in_order_while_later_ones_still_parse(
     prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The publish task reads each batch's file as soon as that batch is done, in batch order, while
+    later batches are still being parsed; files are deleted once read; outputs equal ``run_local``'s."""
     from pipeline import flows
     from pipeline.process import run_local
+    from pipeline.sources.files import discover
 
-    read: list[str] = []
-    results: list[dict[str, Any]] = []
-    real_read_spool = flows.read_spool
+    last_page = discover(sample_raw)[-1].relative_to(sample_raw).as_posix()
+    (tmp_path / "hold").write_text(last_page, encoding="utf-8")
+    loaded: list[str] = []
+    real_load = flows.load_spool
 
-    def watched(paths: list[str]) -> Any:
-        for path in paths:  # every batch is a file on disk by the time publish reads it
-            assert Path(path).is_file() and Path(path).stat().st_size > 0
-            read.append(path)
-        for result in real_read_spool(paths):
-            results.append(result)
-            yield result
+    def watched(path: str) -> list[dict[str, Any]]:
+        loaded.append(path)
+        batch = real_load(path)
+        (tmp_path / "first-batch-published").touch()
+        return batch
 
-    monkeypatch.setattr(flows, "read_spool", watched)
+    monkeypatch.setattr(flows, "process_batch", held_batch)
+    monkeypatch.setattr(flows, "load_spool", watched)
     manifest = flows.process(sample_raw, tmp_path / "flow", batch_size=2, workers=2)
     assert manifest.counts.model_dump() == SAMPLE_COUNTS
-    assert [Path(p).name for p in read] == [f"batch-{i:06d}.pickle" for i in range(4)]  # batch order
-    assert len(results) == SAMPLE_COUNTS["inputs"]
-    assert not Path(read[0]).parent.exists()  # the spool folder is gone after publishing
+    assert (tmp_path / "saw").exists() and not (tmp_path / "gave-up").exists()  # publish overlapped parsing
+    assert [Path(p).name for p in loaded] == [f"batch-{i:06d}.pickle" for i in range(4)]  # batch order
+    assert not Path(loaded[0]).parent.exists()  # read files deleted, the spool folder gone
 
     run_local(sample_raw, tmp_path / "local", workers=1, batch_size=200)
     for name in ("procedures.jsonl", "rejects.jsonl"):
         flow_out = (tmp_path / "flow" / "latest" / name).read_text(encoding="utf-8")
         assert flow_out == (tmp_path / "local" / "latest" / name).read_text(encoding="utf-8")
+
+
+def test_head_start_work_is_taken_over_by_the_flow(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calling the flow begins a head start (plan, pool, first batches) that its body claims: the
+    plan it publishes is the head start's, and nothing of it is left behind."""
+    from pipeline import flows
+
+    claimed: list[Any] = []
+    real_claim = flows._claim_head_start
+
+    def watched(*args: Any) -> Any:
+        head = real_claim(*args)
+        claimed.append(
+            (head, head.plan if head is not None else None, head.folder if head is not None else None)
+        )
+        return head
+
+    monkeypatch.setattr(flows, "_claim_head_start", watched)
+    manifest = flows.process(str(sample_raw), str(tmp_path / "out"), batch_size=2, workers=2)
+    assert manifest.counts.model_dump() == SAMPLE_COUNTS
+    ((head, plan, folder),) = claimed
+    assert head is not None and plan is not None and sorted(plan.to_parse) == sorted(plan.paths)
+    assert head.folder is None and head.pool is None  # handed over to the flow run, which removed them
+    assert folder is not None and not folder.exists()
+    assert flows._HEAD_STARTS == []
+
+
+def test_head_start_is_released_when_the_flow_does_not_take_it(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that fails before it plans (here: a gates file that does not exist) leaves no pool,
+    no spool folder and no pending head start."""
+    from pipeline import flows
+
+    begun: list[Any] = []
+    real_begin = flows._begin_head_start
+
+    def watched(*args: Any) -> Any:
+        head = real_begin(*args)
+        begun.append((head, head.folder if head is not None else None))
+        return head
+
+    monkeypatch.setattr(flows, "_begin_head_start", watched)
+    gates = str(tmp_path / "no-such-gates.toml")
+    state = flows.process(
+        str(sample_raw), str(tmp_path / "out"), batch_size=2, gates=gates, return_state=True
+    )
+    assert state.is_failed()
+    ((head, folder),) = begun
+    assert head is not None and folder is not None
+    assert head.folder is None and head.pool is None and not folder.exists()
+    assert flows._HEAD_STARTS == []
+
+
+def test_head_start_plan_is_dropped_when_the_out_folder_changed(sample_raw: Path, tmp_path: Path) -> None:
+    """A head start's plan holds only while ``out``'s current version is the one it planned against."""
+    from pipeline import flows
+    from pipeline.process import run_local
+
+    out = tmp_path / "out"
+    head = flows._HeadStart(sample_raw, out, full=False, batch_size=2, workers=2).claim()
+    try:
+        assert head.plan is not None and head.still_valid()
+        run_local(sample_raw, out, workers=1)  # another run publishes meanwhile
+        assert not head.still_valid()
+    finally:
+        head.close()
+
+
+def test_head_start_batches_give_what_the_batch_worker_gives(sample_raw: Path, tmp_path: Path) -> None:
+    """Batches started by a head start (before any flow run) are taken over with their files."""
+    from pipeline import flows
+    from pipeline.process import load_spool, process_batch
+
+    head = flows._HeadStart(sample_raw, tmp_path / "out", full=True, batch_size=3, workers=3)
+    head._thread.join()  # not stopped: it starts every batch, on two of its three workers at a time
+    head.claim()
+    assert head.plan is not None and head.early == 3
+    pool, folder = head.hand_over()
+    assert pool is not None
+    try:
+        for i, batch in enumerate(flows._batches(head.plan.to_parse, 3)):
+            spooled = pool.run(batch, str(sample_raw), str(folder / flows._spool_name(i)))
+            assert load_spool(spooled["path"]) == process_batch(batch, str(sample_raw))
+    finally:
+        pool.shutdown()
+        head.close()
+        shutil.rmtree(folder)
 
 
 def test_spooled_batches_read_back_exactly_and_in_order(tmp_path: Path) -> None:

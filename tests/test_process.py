@@ -165,3 +165,38 @@ def test_a_dying_worker_costs_only_its_own_batch(tmp_path: Path, monkeypatch: py
     by_source = {r["reject"]["source"]: r["reject"]["reason"] for r in results}
     assert by_source["crash.pdf"].startswith("internal error: worker process failed: BrokenProcessPool")
     assert all(by_source[n] == "unsupported file type .pdf" for n in names if n != "crash.pdf")
+
+
+def test_a_worker_writes_its_batch_file_and_returns_only_counts(tmp_path: Path) -> None:
+    """``process_batch_to_file`` in a pool worker: the file reads back to exactly what
+    ``process_batch`` returns; only the path and counts cross the process boundary."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    raw = tmp_path / "raw"
+    paths = bad_inputs(raw) + ["page.txt"]
+    write(raw / "page.txt", PAGE)
+    target = str(tmp_path / "batch.pickle")
+    with ProcessPoolExecutor(max_workers=1, mp_context=process.pool_context()) as pool:
+        spooled = pool.submit(process.process_batch_to_file, process_batch, paths, str(raw), target).result()
+    expected = process_batch(paths, str(raw))
+    assert spooled == {
+        "path": target,
+        "results": len(paths),
+        "records": sum("record" in r for r in expected),
+    }
+    assert process.load_spool(target) == expected
+    assert list(process.read_spool([target, target])) == expected + expected
+
+
+def test_pool_workers_start_with_the_parser_imported() -> None:
+    """The fork server preloads the worker module: a worker has the parser before its first batch."""
+    code = (
+        "import sys\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from pipeline.process import pool_context\n"
+        "if __name__ == '__main__':\n"
+        "    with ProcessPoolExecutor(1, mp_context=pool_context()) as pool:\n"
+        "        print(pool.submit(eval, \"'pipeline.api' in __import__('sys').modules\").result())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
