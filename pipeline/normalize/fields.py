@@ -273,6 +273,7 @@ class SectionTexts:
         self.sections = sections
         self._texts: dict[int, list[str]] = {}  # section index -> section_texts
         self._sentences: dict[int, list[str]] = {}  # section index -> sentences of section_texts
+        self._joined: dict[int, str] = {}  # section index -> its texts joined by newlines
         self._labels: list[tuple[str, str, int, Item | Subsection]] | None = None
 
     def _section_texts(self, i: int) -> list[str]:
@@ -286,6 +287,13 @@ class SectionTexts:
         if sents is None:
             sents = self._sentences[i] = sentences(self._section_texts(i))
         return sents
+
+    def _may_contain(self, i: int, words: tuple[str, ...]) -> bool:
+        """``may_contain`` of the whole section: False means no sentence of it holds one of ``words``."""
+        joined = self._joined.get(i)
+        if joined is None:
+            joined = self._joined[i] = "\n".join(self._section_texts(i))
+        return _may_contain(joined, words)
 
     def _labelled(self) -> list[tuple[str, str, int, Item | Subsection]]:
         """(section key, label or sub-heading, 0 for an item / 1 for a subsection, the object) of every
@@ -323,12 +331,16 @@ class SectionTexts:
             out.extend(self._label_texts(keys, labels))
         return [t for t in out if t]
 
-    def sentences(self, keys: Iterable[str], labels: str | None = None) -> list[str]:
-        """``sentences(self.texts(keys, labels))``, each section split once."""
+    def sentences(
+        self, keys: Iterable[str], labels: str | None = None, words: tuple[str, ...] | None = None
+    ) -> list[str]:
+        """``sentences(self.texts(keys, labels))``, each section split once. With ``words``, sections
+        that cannot hold any of them (``may_contain``) are left out: for a caller that skips every
+        sentence without one, the result is the same, and most sections are then never split."""
         keys = tuple(keys)
         out: list[str] = []
         for i, s in enumerate(self.sections):
-            if s.key in keys:
+            if s.key in keys and (words is None or self._may_contain(i, words)):
                 out.extend(self._section_sentences(i))
         if labels:
             out.extend(sentences(self._label_texts(keys, labels)))
@@ -368,7 +380,8 @@ def duration_minutes(
 ) -> tuple[int | None, int | None]:
     """How long the procedure takes, from the Duration section (or a "Duration:" label elsewhere)."""
     tx = texts or SectionTexts(sections)
-    for sent in tx.sentences(("duration",), r"duration|time required|how long"):
+    # find_spans finds nothing in a sentence without a unit word
+    for sent in tx.sentences(("duration",), r"duration|time required|how long", _UNIT_WORDS):
         for span in find_spans(sent, vague=True):
             if span.unit in ("s", "min", "h", "d"):
                 return _convert(span, "min")
@@ -398,8 +411,9 @@ def hospital_stay_days(
 ) -> tuple[int | None, int | None]:
     """Days in hospital: an explicit stay, else 0/0 for same-day or purely outpatient settings."""
     keys = ("recovery", "setting", "duration", "procedure_description", "patient_experience", "summary")
-    sents = (texts or SectionTexts(sections)).sentences(keys, r"hospital stay|length of stay|recovery")
-    for sent in sents:
+    tx = texts or SectionTexts(sections)
+    labels = r"hospital stay|length of stay|recovery"
+    for sent in tx.sentences(keys, labels, _STAY_WORDS):
         if not _may_contain(sent, _STAY_WORDS) or not _STAY_L.search(sent):
             continue
         for span in find_spans(sent):
@@ -409,7 +423,7 @@ def hospital_stay_days(
                     return 0, 0
             if span.unit in ("h", "d", "w"):
                 return _convert(span, "d")
-    for s in sents:
+    for s in tx.sentences(keys, labels, _SAME_DAY_WORDS):
         if _may_contain(s, _SAME_DAY_WORDS):
             low = s.lower()
             if _SAME_DAY_L.search(s, low) and not _INPATIENT_L.search(s, low):
@@ -425,6 +439,8 @@ _IMMEDIATE = re.compile(
     r"immediately|right away|same day|no (?:recovery|downtime)|minimal (?:recovery|downtime)", re.I
 )
 _RECOVER_L, _NOT_RECOVERY_L, _IMMEDIATE_L = _Lowered(_RECOVER), _Lowered(_NOT_RECOVERY), _Lowered(_IMMEDIATE)
+# every match of _RECOVER holds one of these (lower-cased)
+_RECOVER_WORDS = ("recover", "heal", "return", "resum", "back to", "downtime")
 
 
 def recovery_weeks(
@@ -433,7 +449,7 @@ def recovery_weeks(
     """Weeks until recovered, from the Recovery section (then Patient Experience)."""
     tx = texts or SectionTexts(sections)
     for keys in (("recovery",), ("patient_experience",)):
-        for sent in tx.sentences(keys):
+        for sent in tx.sentences(keys, None, _RECOVER_WORDS):
             low = sent.lower()
             if not _RECOVER_L.search(sent, low) or _NOT_RECOVERY_L.search(sent, low):
                 continue
@@ -468,7 +484,7 @@ def fasting_hours(
 ) -> tuple[int | None, int | None]:
     """Hours of fasting before the procedure, from Preparation (0/0 when it says none is needed)."""
     tx = texts or SectionTexts(sections)
-    for sent in tx.sentences(("preparation",), r"pre-?procedure|instructions|preparation"):
+    for sent in tx.sentences(("preparation",), r"pre-?procedure|instructions|preparation", _FAST_WORDS):
         if not _may_contain(sent, _FAST_WORDS) or not _FAST_L.search(sent):
             continue
         for span in find_spans(sent):
@@ -516,7 +532,8 @@ def anesthesia_types(sections: list[Section], *, texts: SectionTexts | None = No
         if t not in found:
             found.append(t)
 
-    for sent in (texts or SectionTexts(sections)).sentences(keys, r"an(?:a)?esthe|sedation"):
+    tx = texts or SectionTexts(sections)
+    for sent in tx.sentences(keys, r"an(?:a)?esthe|sedation", _ANESTHESIA_WORDS):
         if not _may_contain(sent, _ANESTHESIA_WORDS):  # none of the patterns below can match
             continue
         low = sent.lower()

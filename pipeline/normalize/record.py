@@ -29,7 +29,7 @@ from pipeline.normalize.codes import (
 )
 from pipeline.normalize.fields import extract_fields
 from pipeline.normalize.names import extract_names
-from pipeline.normalize.sections import SectionDraft, build_outline, heading_text, iter_doc_items
+from pipeline.normalize.sections import SectionDraft, build_outline, heading_forms, iter_doc_items
 from pipeline.normalize.vocabulary import Vocabulary, load_vocabulary
 from pipeline.parse.document import Document, Heading, ListBlock, Paragraph, clean
 from pipeline.parse.document import Item as DocItem
@@ -54,13 +54,14 @@ def diagnosis_headings(doc: Document, vocab: Vocabulary) -> list[str]:
     for block in doc.blocks:
         if not isinstance(block, Heading):
             continue
-        text = heading_text(block.text)
-        ck = vocab.condition_key(text)
+        _, text, norm = heading_forms(block.text)  # heading_text, and heading_norm of it
+        pk = vocab.procedure.get(norm)  # vocab.key(text)
+        ck = vocab.condition.get(norm) if pk is None else None  # vocab.condition_key(text)
         if ck:
             cond_keys.add(ck)
             if text not in found:
                 found.append(text)
-        elif (pk := vocab.key(text)) is not None:
+        elif pk is not None:
             proc_keys.add(pk)
     named = "name" in cond_keys and "name" not in proc_keys
     if named or (len(cond_keys) >= 2 and len(cond_keys) > len(proc_keys)):
@@ -205,12 +206,15 @@ def section_as_list(section: Section) -> list[str]:
 
 def convenience_fields(sections: list[Section]) -> dict[str, Any]:
     """``summary``/``purpose``/... (text) and ``indications``/``risks``/... (lists) from the sections."""
+    by_key: dict[str, list[Section]] = {}
+    for s in sections:
+        by_key.setdefault(s.key, []).append(s)
     out: dict[str, Any] = {}
     for key in TEXT_SECTION_KEYS:
-        texts = [t for s in sections if s.key == key and (t := section_as_text(s))]
+        texts = [t for s in by_key.get(key, ()) if (t := section_as_text(s))]
         out[key] = "\n\n".join(texts) if texts else None
     for key in LIST_SECTION_KEYS:
-        out[key] = [v for s in sections if s.key == key for v in section_as_list(s)]
+        out[key] = [v for s in by_key.get(key, ()) for v in section_as_list(s)]
     return out
 
 
