@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -75,12 +76,22 @@ class _Evidence:
     raw_system: str | None = None  # as written, for error messages
 
 
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_CODES_SUFFIX = re.compile(r"codes?$")
+
+
 def canonical_system(name: Any) -> str | None:
     """Canonical system of "CPT4 code", "CPT®", "cpt4", "HCPCS Level II", "ICD-10-PCS", ...; else None."""
     if not isinstance(name, str):
         return None
-    n = re.sub(r"[^a-z0-9]", "", name.lower())
-    n = re.sub(r"codes?$", "", n)
+    return _canonical_system(name)
+
+
+@lru_cache(maxsize=4096)
+def _canonical_system(name: str) -> str | None:
+    """Cached: the same system names and URL path segments recur on every page."""
+    n = _NOT_ALNUM.sub("", name.lower())
+    n = _CODES_SUFFIX.sub("", n)
     return _SYSTEM_ALIASES.get(n)
 
 
