@@ -6,6 +6,7 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -461,7 +462,7 @@ def test_sections_built_without_validation_equal_validated_ones() -> None:
 def test_construct_matches_model_construct() -> None:
     from pipeline.normalize.sections import construct
 
-    values = {"label": "Risk", "text": "bleeding", "items": [Item(text="minor")]}
+    values: dict[str, Any] = {"label": "Risk", "text": "bleeding", "items": [Item(text="minor")]}
     mine, theirs = construct(Item, dict(values)), Item.model_construct(**values)
     assert mine == theirs == Item(**values)
     assert mine.model_fields_set == theirs.model_fields_set
