@@ -114,6 +114,22 @@ def construct(cls: type[_M], values: dict[str, Any]) -> _M:
     return m
 
 
+def _new_item(values: dict[str, Any]) -> Item:
+    """``construct(Item, values)`` without the per-call checks (the outline builds many items)."""
+    if not _FAST_ITEM:
+        return Item.model_construct(**values)
+    m = _new_model(Item)
+    _setattr(m, "__dict__", values)
+    _setattr(m, "__pydantic_fields_set__", {"label", "text", "items"})
+    _setattr(m, "__pydantic_extra__", None)
+    _setattr(m, "__pydantic_private__", None)
+    return m
+
+
+_FAST_ITEM = _FAST[Item] and set(Item.model_fields) == {"label", "text", "items"}
+_new_model = BaseModel.__new__
+
+
 def is_bare_label(item: DocItem) -> bool:
     """A "Label:" bullet with nothing after the colon: a sub-heading, not an item (judge's rule too)."""
     text = clean(item.text)
@@ -225,7 +241,7 @@ def _convert(items: list[DocItem], promoted: list[_Sub], depth: int = 0) -> tupl
         label = clean(raw_label) if raw_label else None
         if not text and not label and not children:
             continue
-        item = construct(Item, {"label": label or None, "text": text, "items": children})
+        item = _new_item({"label": label or None, "text": text, "items": children})
         (open_sub.items if open_sub is not None else out).append(item)
     return out, open_sub
 
@@ -313,13 +329,14 @@ class _Builder:
 
     def paragraph(self, p: Paragraph) -> None:
         text = clean(p.text)
-        if self.cur is None:
+        if not self.drafts:
             if not self._is_furniture_clean(text):
                 self.preamble.append(text)
             return
+        cur = self.drafts[-1]
         if text:
-            self._target().paragraphs.append(text)
-        self.cur.blocks.append(p)
+            (self.sub if self.sub is not None else cur).paragraphs.append(text)
+        cur.blocks.append(p)
 
     def list_block(self, lst: ListBlock) -> None:
         cur = self.cur
@@ -329,7 +346,7 @@ class _Builder:
             return
         promoted: list[_Sub] = []
         items, open_sub = _convert(lst.items, promoted)
-        self._target().items.extend(items)
+        (self.sub if self.sub is not None else cur).items.extend(items)
         cur.subsections.extend(promoted)
         if open_sub is not None:
             self.sub = open_sub
