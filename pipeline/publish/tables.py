@@ -241,4 +241,8 @@ def child_rows(
 
 
 def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(list(rows), schema=schema)
+    """Rows -> a table of ``schema`` (a missing key is null), as ``Table.from_pylist`` makes it;
+    the columns are gathered here, which costs less than ``from_pylist`` doing it."""
+    rows = list(rows)
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)
