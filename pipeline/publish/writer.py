@@ -13,7 +13,10 @@ moves, so a crash at any moment leaves the previous version (and what ``latest``
 Records are validated again against ``schemas.ProcedureRecord`` on the way in (an invalid one becomes
 a reject, stage ``validate``), spilled to a temporary file, and written out in ``record_id`` order in
 chunks of at most ``RECORDS_PER_CHUNK`` records or ``CHUNK_BYTES`` of JSON (one Parquet row group
-each), so memory holds the dedupe index and the rejects, not every record.
+each), so memory holds the dedupe index and the rejects, not every record. That second pass reads
+each record back as plain JSON data (validated once already) and also feeds the extras' sinks
+(``extras.SINKS``: search index, app files) and counts section coverage, so nothing reads the
+written files back.
 
 Around the tables (issue 4): ``publish`` holds the out-dir lock (``lock.py``) and first removes
 what dead runs left behind (``versions.clean_leftovers``). Given an incremental ``plan``
