@@ -562,3 +562,24 @@ def test_conformance_real_pages_rendered_in_each_style(style: str) -> None:
         if doc.code_line is None:
             failures.append(f"{row['path']}: no code-system line")
     assert not failures, f"{len(failures)} failures in style {style}:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "/code/cpt4/63190 similar",
+        "\t /code/leading-blanks",
+        "/códigos/63190",
+        "java\tscript:alert(1)",
+        "a\x0bb",
+    ],
+)
+def test_links_keep_their_exact_href_when_the_region_is_cut_out(parse: Any, href: str) -> None:
+    # the BeautifulSoup engine souping only the region cut out by lxml must not let lxml's
+    # serializer rewrite URLs (it %-escapes blanks, tabs and non-ASCII in href)
+    body = f'<h1>Spinal thing</h1><h2>Similar Codes</h2><ul><li><a href="{href}">63190 - Other</a></li></ul>'
+    html = page(body).replace("</title>", f'</title><link rel="canonical" href="{href}">')
+    doc = parse(html)
+    items = [b for b in doc.blocks if isinstance(b, ListBlock)][0].items
+    assert items[0].href == href
+    assert doc.meta["canonical_url"] == href

@@ -180,15 +180,17 @@ class _Builder:
             if tag in BOLD_TAGS:
                 self.bold += 1
                 self.ends.append(_BOLD)
-            elif tag == "a" and attrs.get("href"):
-                self.hrefs.append(str(attrs["href"]))
+            elif tag == "a" and (attrs.get("href") or attrs.get(HREF_ALIAS)):
+                self.hrefs.append(str(attrs.get("href") or attrs[HREF_ALIAS]))
                 self.ends.append(_HREF)
             elif tag == "span" and "style" in attrs and BOLD_STYLE.search(str(attrs["style"])):
                 self.bold += 1
                 self.ends.append(_BOLD)
             else:
-                if tag == "link" and "canonical" in str(attrs.get("rel", "")).split() and attrs.get("href"):
-                    self.meta.setdefault("canonical_url", str(attrs["href"]))
+                if tag == "link" and "canonical" in str(attrs.get("rel", "")).split():
+                    href = attrs.get("href") or attrs.get(HREF_ALIAS)
+                    if href:
+                        self.meta.setdefault("canonical_url", str(href))
                 self.ends.append(_INLINE)
             return True
         if tag == "br":
@@ -653,6 +655,11 @@ def _walk_soup(soup: BeautifulSoup, b: _Builder) -> None:
 #: The elements BeautifulSoup is given when the page has a content region (``_region_markup``),
 #: in document order; only the outermost of nested ones are kept.
 _REGION_XPATH = etree.XPath("//main | //article | //*[@role='main'] | //title | //link")
+_HREFS = etree.XPath("descendant-or-self::*[@href]")
+#: libxml2's HTML serializer rewrites ``href`` values (strips leading blanks, %-escapes spaces,
+#: tabs and non-ASCII); ``_region_markup`` carries them under this name, which the builder reads
+#: when ``href`` is absent.
+HREF_ALIAS = "data-procpipe-href"
 
 
 def _region_markup(text: str) -> str | None:
@@ -670,6 +677,13 @@ def _region_markup(text: str) -> str | None:
     inside = set(found)
     picked = [el for el in found if not any(a in inside for a in el.iterancestors())]
     if all(el.tag in ("title", "link") for el in picked):
+        return None
+    try:
+        for el in picked:
+            for node in _HREFS(el):
+                node.set(HREF_ALIAS, node.get("href"))
+                del node.attrib["href"]
+    except ValueError:  # a control character lxml will not set again: soup the whole page
         return None
     return "".join(etree.tostring(el, encoding="unicode", method="html", with_tail=False) for el in picked)
 
