@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import ProcpipeError, RejectedPage, UsageError
 from pipeline.version import __version__
 
+#: ``pipeline.parse.html.ENGINES``, spelled here so ``procpipe --help`` does not import the parser
+HTML_ENGINES = ("bs4", "lxml")
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.text import Text
@@ -220,6 +223,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         raise UsageError(f"raw folder not found: {raw}{hint}")
     if args.batch_size < 1 or args.workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
+    if args.html_engine:
+        # read by pipeline.parse.html in every process of the run (workers inherit the environment)
+        os.environ["PROCPIPE_HTML_ENGINE"] = args.html_engine
     dask = args.runner == "dask" or args.dask_address is not None
     if args.no_prefect and (dask or not isinstance(raw, Path) or not isinstance(out, Path)):
         raise UsageError("--no-prefect needs local folders and the default runner")
@@ -440,6 +446,11 @@ def _add_process_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=200, metavar="N", help="pages per task (200)")
     p.add_argument("--workers", type=_positive, default=2, metavar="N", help="parsing processes (2)")
     p.add_argument("--no-prefect", action="store_true", help="run the same job without Prefect")
+    p.add_argument(
+        "--html-engine", choices=HTML_ENGINES, default=None,
+        help="bs4: BeautifulSoup on lxml (default; $PROCPIPE_HTML_ENGINE); lxml: lxml's parser feeding"
+        " the same builder, no BeautifulSoup tree (same records, about 4x cheaper parsing)",
+    )  # fmt: skip
     p.add_argument(
         "--runner", choices=("default", "dask"), default="default",
         help="where batches run: this machine's processes (default) or a Dask cluster (dask: a local one"

@@ -193,3 +193,34 @@ def test_process_flow_reports_parse_progress_per_batch(
     seen.clear()
     flows.process(str(sample_raw), str(tmp_path / "out2"), batch_size=3, workers=1)
     assert seen == []  # outside the block nothing is reported
+
+
+def test_html_engine_option_reaches_the_parser(
+    sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--html-engine lxml`` parses without BeautifulSoup (made to fail here) and yields the same records."""
+    import pipeline.parse.html as html_mod
+    from pipeline.cli import main
+
+    monkeypatch.delenv("PROCPIPE_HTML_ENGINE", raising=False)
+    base = ["process", "--raw-dir", str(sample_raw), "--no-prefect", "--workers", "1"]
+    assert main([*base, "--out-dir", str(tmp_path / "bs4")]) == 0
+
+    def no_soup(text: str) -> None:
+        raise AssertionError("BeautifulSoup engine used")
+
+    monkeypatch.setattr(html_mod, "_via_bs4", no_soup)
+    monkeypatch.setenv("PROCPIPE_HTML_ENGINE", "bs4")  # restored after the test; the option overrides it
+    assert main([*base, "--out-dir", str(tmp_path / "lxml"), "--html-engine", "lxml"]) == 0
+
+    def records(out: Path) -> list[dict[str, object]]:
+        rows = [json.loads(x) for x in (out / "latest" / "procedures.jsonl").read_text().splitlines()]
+        for r in rows:
+            r.pop("run_id", None), r.pop("processed_at", None)
+            r["source"].pop("fetched_at", None)
+        return rows
+
+    assert records(tmp_path / "lxml") == records(tmp_path / "bs4")
+    assert SAMPLE_COUNTS["records"] == len(records(tmp_path / "lxml"))
+    proc = procpipe("process", "--html-engine", "regex")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
