@@ -200,8 +200,9 @@ def test_html_engine_option_reaches_the_parser(
 ) -> None:
     """``--html-engine lxml`` parses without BeautifulSoup (made to fail here) and yields the same records."""
     import pipeline.parse.html as html_mod
-    from pipeline.cli import main
+    from pipeline.cli import HTML_ENGINES, main
 
+    assert HTML_ENGINES == html_mod.ENGINES
     monkeypatch.delenv("PROCPIPE_HTML_ENGINE", raising=False)
     base = ["process", "--raw-dir", str(sample_raw), "--no-prefect", "--workers", "1"]
     assert main([*base, "--out-dir", str(tmp_path / "bs4")]) == 0
