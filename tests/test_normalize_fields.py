@@ -17,6 +17,7 @@ from pipeline.normalize.fields import (
     find_spans,
     hospital_stay_days,
     recovery_weeks,
+    sentences,
 )
 from schemas.models import Item, Section, Subsection
 
@@ -267,10 +268,12 @@ def test_pre_checks_and_lower_case_patterns_change_no_result(monkeypatch: pytest
 
 
 def test_sentence_breaks_are_those_of_the_plain_pattern() -> None:
-    """``_SENTENCE`` is a faster spelling of ``(?<=[.;!?])\\s+|\\n+``: the same pieces on any text."""
+    """``_SENTENCE`` (and the shortcut of ``sentences`` for texts that cannot break) is a faster
+    spelling of ``(?<=[.;!?])\\s+|\\n+``: the same pieces on any text."""
     plain = re.compile(r"(?<=[.;!?])\s+|\n+")
     rnd = random.Random(3)
     alphabet = [".", ";", "!", "?", "\n", " ", "\u2028", "\t", "a", "b", "\r", "\n\n", ". ", "\u00a0"]
     for _ in range(20000):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14)))
         assert fields._SENTENCE.split(text) == plain.split(text), repr(text)
+        assert sentences([text]) == [x for p in plain.split(text) if (x := p.strip())], repr(text)

@@ -141,11 +141,15 @@ def _words_to_digits(text: str) -> str:
         t = _HOUR_AND_HALF.sub("1.5 hours", t)
     if "overnight" in t:
         t = _OVERNIGHT.sub("1 night", t)
-    t = _TENS_RE.sub(_tens_sub, t)
+    if "ty" in t:  # every tens word ends in "ty"
+        t = _TENS_RE.sub(_tens_sub, t)
     t = _SMALL_RE.sub(lambda m: str(_SMALL[m.group(1)]), t)
     if "half" in t:
         t = _AND_A_HALF.sub(lambda m: f"{m.group(1)}.5", t)
-    t = _A_UNIT.sub(r"1 \1", t)
+    if "a " in t or "an " in t:
+        t = _A_UNIT.sub(r"1 \1", t)
+    if "min" not in t:  # _HOURS_MINUTES needs a minutes word
+        return t
     # "1 hour and 30 minutes" is one amount, not a range
     return _HOURS_MINUTES.sub(lambda m: f"{round(float(m.group(1)) * 60 + int(m.group(2)))} minutes", t)
 
@@ -238,6 +242,17 @@ def _convert(span: Span, target: str) -> tuple[int | None, int | None]:
 def sentences(texts: Iterable[str]) -> list[str]:
     out: list[str] = []
     for t in texts:
+        last = len(t) - 1
+        if (
+            "\n" not in t
+            and t.find(".", 0, last) < 0
+            and t.find(";", 0, last) < 0
+            and t.find("!", 0, last) < 0
+            and t.find("?", 0, last) < 0
+        ):  # no break possible: punctuation, if any, is the last character
+            if x := t.strip():
+                out.append(x)
+            continue
         out.extend([x for s in _SENTENCE.split(t) if (x := s.strip())])
     return out
 
@@ -308,9 +323,8 @@ class SectionTexts:
 
     def _label_texts(self, keys: tuple[str, ...], labels: str) -> list[str]:
         out: list[str] = []
-        lab = _label_re(labels)
         for key, label, is_sub, obj in self._labelled():
-            if key in keys or not lab.search(label):
+            if key in keys or not _label_hit(labels, label):
                 continue
             if not is_sub:
                 out.append(f"{label}: {obj.text}")
@@ -350,6 +364,12 @@ class SectionTexts:
 @lru_cache(maxsize=64)
 def _label_re(labels: str) -> re.Pattern[str]:
     return re.compile(labels, re.I)
+
+
+@lru_cache(maxsize=16384)
+def _label_hit(labels: str, label: str) -> bool:
+    """Whether ``label`` matches the label pattern ``labels``; cached, labels recur across pages."""
+    return _label_re(labels).search(label) is not None
 
 
 def _walk(items: list[Item], out: list[Item]) -> list[Item]:
