@@ -77,6 +77,7 @@ class _Evidence:
 
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_SPACES = re.compile(r"\s+")
 _CODES_SUFFIX = re.compile(r"codes?$")
 
 
@@ -102,7 +103,7 @@ def normalize_code(code: Any, system: str | None = None) -> str:
     if isinstance(code, int):
         return str(code).zfill(5) if system == "cpt" else str(code)
     # NFKC: full-width "６３１８５" is 63185; other non-ASCII digits stay and fail is_valid
-    text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(code))).upper()
+    text = _SPACES.sub("", unicodedata.normalize("NFKC", str(code))).upper()
     if system in ("icd10cm", "icd10pcs"):
         text = text.replace(".", "")
     return text
@@ -132,6 +133,12 @@ def from_url(url: str | None) -> tuple[str | None, str | None, str | None]:
     """(system, code, system as written) from a code page URL, with or without a slug or scheme."""
     if not url or not isinstance(url, str):
         return None, None, None
+    return _from_url(url)
+
+
+@lru_cache(maxsize=4096)
+def _from_url(url: str) -> tuple[str | None, str | None, str | None]:
+    """Cached: the same code links (Similar Codes) recur across pages."""
     try:
         parts = urlsplit(url.strip())
     except ValueError:  # e.g. "http://[::1/...": a malformed host is no evidence, not a crash
