@@ -31,18 +31,24 @@ another runner) simply does the work in its body.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_any
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from prefect import Flow, get_run_logger, task
@@ -181,22 +187,29 @@ def _batches(paths: list[str], size: int) -> list[list[str]]:
 
 
 class _HeadStart:
-    """What one call of ``process`` starts before Prefect runs its body: the plan, then the pool and
-    the first batches (in batch order, on all workers but one, written to ``folder``).
+    """What one call of ``process`` starts before Prefect runs its body: the plan, the pool and the
+    first batches (in batch order, written to ``folder``).
 
-    Runs in a background thread (the calling thread waits for Prefect's temporary server meanwhile).
-    ``claim`` stops it; ``close`` releases whatever the flow body did not take over."""
+    Background threads do it while the calling thread waits for Prefect (its temporary server, the
+    flow run's creation). When every page will be parsed (``full``, or no version published yet),
+    batches start from the discovered pages at once, while the plan hashes them; otherwise they
+    start from the plan. With ``spare_core`` (a temporary server is starting) one worker fewer is
+    kept busy. ``claim`` waits for the plan and stops starting batches; ``close`` releases whatever
+    the flow body did not take over."""
 
-    def __init__(self, raw: Path, out: Path, *, full: bool, batch_size: int, workers: int) -> None:
+    def __init__(
+        self, raw: Path, out: Path, *, full: bool, batch_size: int, workers: int, spare_core: bool = False
+    ) -> None:
         self.key = (str(raw), str(out), full, batch_size, workers)
         self.raw, self.out, self.full = raw, out, full
-        self.batch_size, self.workers = batch_size, workers
+        self.batch_size, self.workers, self.spare_core = batch_size, workers, spare_core
         self.plan: Any = None  # pipeline.incremental.Plan once made
         self.planned_against: Path | None = None  # out's current version when the plan was made
         self.pool: _Pool | None = None
         self.folder: Path | None = _new_spool_folder()
         self.early = 0  # batches started
         self._stop = threading.Event()
+        self._feeder: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name="procpipe-head-start", daemon=True)
         self._thread.start()
 
@@ -205,33 +218,57 @@ class _HeadStart:
             from pipeline.incremental import plan as plan_inputs
             from pipeline.publish.lock import is_locked
             from pipeline.publish.writer import latest_version
+            from pipeline.sources.files import discover
 
-            if is_locked(self.out):  # another run holds the folder: wait for the flow to plan under the lock
+            if is_locked(self.out):  # another run holds the folder: the flow plans under the lock
                 return
             self.planned_against = latest_version(self.out)
-            self.plan = plan_inputs(self.raw, self.out, full=self.full)
-            batches = _batches(self.plan.to_parse, self.batch_size)
-            size = min(self.workers, len(batches))
-            if size <= 1 or self._stop.is_set() or self.folder is None:
+            guess: list[str] | None = None
+            if self.full or self.planned_against is None:  # every page will be parsed
+                guess = [p.relative_to(self.raw).as_posix() for p in discover(self.raw)]
+                self._feed(guess)
+            plan = plan_inputs(self.raw, self.out, full=self.full)
+            if guess is None:
+                self._feed(plan.to_parse)
+            elif plan.to_parse != guess:  # pages came or went meanwhile: the flow plans again
                 return
-            self.pool = _Pool(size)
-            limit = max(1, size - 1)  # a core stays free for Prefect's server, which is starting now
-            in_flight: set[Future[Spooled]] = set()
+            self.plan = plan
+        except Exception:  # noqa: BLE001 - the flow body plans again
+            _log.debug("head start failed", exc_info=True)
+
+    def _feed(self, paths: list[str]) -> None:
+        """Start the batches of ``paths`` in a thread of their own, a few at a time, until ``claim``."""
+        batches = _batches(paths, self.batch_size)
+        size = min(self.workers, len(batches))
+        if size <= 1 or self.folder is None:
+            return
+        self.pool = _Pool(size)
+        self._feeder = threading.Thread(
+            target=self._submit_batches, args=(self.pool, self.folder, batches, size), daemon=True,
+            name="procpipe-head-start-batches",
+        )  # fmt: skip
+        self._feeder.start()
+
+    def _submit_batches(self, pool: _Pool, folder: Path, batches: list[list[str]], size: int) -> None:
+        limit = max(1, size - 1) if self.spare_core else size  # in flight at once
+        in_flight: set[Future[Spooled]] = set()
+        try:
             for i, batch in enumerate(batches):
                 while len(in_flight) >= limit and not self._stop.is_set():
                     in_flight = wait_any(in_flight, timeout=0.1, return_when=FIRST_COMPLETED).not_done
                 if self._stop.is_set():
                     return
-                in_flight.add(self.pool.submit_early(batch, str(self.raw), str(self.folder / _spool_name(i))))
+                in_flight.add(pool.submit_early(batch, str(self.raw), str(folder / _spool_name(i))))
                 self.early = i + 1
-        except Exception:  # noqa: BLE001 - the flow body plans again
-            _log.debug("head start failed", exc_info=True)
-            self.plan = None
+        except Exception:  # noqa: BLE001 - e.g. a broken pool: the tasks run the rest
+            _log.debug("head start stopped starting batches", exc_info=True)
 
     def claim(self) -> _HeadStart:
-        """Stop starting batches (the flow's tasks take over) and wait for the plan."""
-        self._stop.set()
+        """Wait for the plan, then stop starting batches (the flow's tasks take over)."""
         self._thread.join()
+        self._stop.set()
+        if self._feeder is not None:
+            self._feeder.join()
         return self
 
     def still_valid(self) -> bool:
@@ -264,7 +301,7 @@ _HEAD_STARTS_LOCK = threading.Lock()
 
 
 def _begin_head_start(
-    flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, spare_core: bool = False
 ) -> _HeadStart | None:
     """A head start for this call of the ``process`` flow, or None (another runner, a URL, bad arguments:
     the flow body then does, or refuses, everything itself)."""
@@ -283,7 +320,9 @@ def _begin_head_start(
         return None
     if type(size) is not int or type(workers) is not int or size < 1 or workers < 1 or type(full) is not bool:
         return None
-    head = _HeadStart(Path(raw), Path(out), full=full, batch_size=size, workers=workers)
+    head = _HeadStart(
+        Path(raw), Path(out), full=full, batch_size=size, workers=workers, spare_core=spare_core
+    )
     with _HEAD_STARTS_LOCK:
         _HEAD_STARTS.append(head)
     return head
@@ -299,13 +338,131 @@ def _claim_head_start(raw: Path, out: Path, full: bool, batch_size: int, workers
     return head.claim() if head is not None else None
 
 
+class _TemporaryServer:
+    """Prefect's temporary API server for this process, launched as Prefect launches it
+    (``prefect.server.api.server.SubprocessASGIServer``: the same uvicorn command and environment)
+    but without importing the server's code here first: that import costs the calling process ~2 s
+    of CPU before the server process even starts, on the critical path of every one-off run.
+
+    Used only when Prefect would start its own (no API URL configured, temporary servers allowed,
+    none started by Prefect in this process, not inside a flow or task run); one per process,
+    stopped at exit like Prefect's."""
+
+    _current: _TemporaryServer | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready = False
+        self._launch()
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @classmethod
+    def for_this_call(cls) -> _TemporaryServer | None:
+        """The process's temporary server (launched now if need be, maybe not ready yet), or None
+        when Prefect has an API to talk to already."""
+        from prefect.context import FlowRunContext, TaskRunContext
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled or _PREFECT_SERVER_MODULE in sys.modules:
+            return None
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            return None
+        with cls._lock:
+            current = cls._current
+            if current is None or current.proc is None or current.proc.poll() is not None:
+                current = cls._current = cls()
+            return current
+
+    def _launch(self) -> None:
+        import prefect
+        from prefect.settings import get_current_settings
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        _log.info("starting a temporary Prefect server on %s", self.url)
+        server_env = {
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        env = {
+            **os.environ,
+            **server_env,
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+        }
+        cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+               "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, env=env)
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers ``/health`` (Prefect's start-up timeout applies)."""
+        import httpx
+        from prefect.settings import get_current_settings
+
+        with self._lock:
+            if self.ready:
+                return
+            limit = time.monotonic() + get_current_settings().server.ephemeral.startup_timeout_seconds
+            with httpx.Client() as client:
+                while time.monotonic() < limit:
+                    assert self.proc is not None
+                    code = self.proc.poll()
+                    if code == 3:  # the port was taken meanwhile: another one
+                        self._launch()
+                        continue
+                    if code is not None:
+                        raise RuntimeError(f"temporary Prefect server exited with code {code}")
+                    try:
+                        if client.get(f"{self.url}/health").status_code == 200:
+                            self.ready = True
+                            return
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.1)
+            self.stop()
+            raise RuntimeError("Timed out while attempting to connect to the temporary Prefect API server.")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_PREFECT_SERVER_MODULE = "prefect.server.api.server"
+
+
 class _HeadStartFlow(Flow[Any, Any]):
-    """A flow whose call begins a ``_HeadStart`` before Prefect starts the run (``process`` only)."""
+    """A flow whose call begins a ``_HeadStart`` before Prefect starts the run (``process`` only),
+    and launches the temporary server itself when one is needed (``_TemporaryServer``)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - Flow.__call__
-        head = _begin_head_start(self, args, {k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
+        server = _TemporaryServer.for_this_call()
+        params = {k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS}
+        head = _begin_head_start(self, args, params, spare_core=server is not None and not server.ready)
         try:
-            return super().__call__(*args, **kwargs)
+            if server is None:
+                return super().__call__(*args, **kwargs)
+            from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+            server.wait_ready()
+            # no UI URL: the temporary server serves no UI (Prefect's own has none to link to either)
+            with temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_UI_URL: ""}):
+                return super().__call__(*args, **kwargs)
         finally:
             if head is not None:
                 with _HEAD_STARTS_LOCK:
@@ -313,11 +470,20 @@ class _HeadStartFlow(Flow[Any, Any]):
                         _HEAD_STARTS.remove(head)
                 head.close()
 
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """As Prefect's, without importing FastAPI (~0.6 s) for plain values (text, numbers, paths)."""
+        if all(v is None or type(v) in _PLAIN for v in parameters.values()):
+            return {k: str(v) if isinstance(v, PurePath) else v for k, v in parameters.items()}
+        return super().serialize_parameters(parameters)
+
     def with_options(self, **kwargs: Any) -> Any:  # noqa: D102 - Flow.with_options
         new = super().with_options(**kwargs)
         new.__class__ = type(self)
         return new
 
+
+#: parameter types Prefect's encoder would pass through (paths become text)
+_PLAIN = (str, int, float, bool, Path, type(Path()))
 
 #: keyword arguments of ``Flow.__call__`` that are not flow parameters
 _CALL_OPTIONS = ("return_state", "wait_for")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -212,8 +214,8 @@ def test_head_start_is_released_when_the_flow_does_not_take_it(
     begun: list[Any] = []
     real_begin = flows._begin_head_start
 
-    def watched(*args: Any) -> Any:
-        head = real_begin(*args)
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        head = real_begin(*args, **kwargs)
         begun.append((head, head.folder if head is not None else None))
         return head
 
@@ -244,25 +246,85 @@ def test_head_start_plan_is_dropped_when_the_out_folder_changed(sample_raw: Path
         head.close()
 
 
-def test_head_start_batches_give_what_the_batch_worker_gives(sample_raw: Path, tmp_path: Path) -> None:
-    """Batches started by a head start (before any flow run) are taken over with their files."""
+def _run_taken_over(head: Any, raw: Path) -> list[list[dict[str, Any]]]:
+    """Let ``head`` start all its batches, claim it, and run every batch through its pool as the
+    flow's tasks would: each batch's results, read from its file."""
     from pipeline import flows
-    from pipeline.process import load_spool, process_batch
+    from pipeline.process import load_spool
 
-    head = flows._HeadStart(sample_raw, tmp_path / "out", full=True, batch_size=3, workers=3)
-    head._thread.join()  # not stopped: it starts every batch, on two of its three workers at a time
+    head._thread.join()
+    if head._feeder is not None:
+        head._feeder.join()  # not stopped: it starts every batch
     head.claim()
-    assert head.plan is not None and head.early == 3
     pool, folder = head.hand_over()
     assert pool is not None
     try:
-        for i, batch in enumerate(flows._batches(head.plan.to_parse, 3)):
-            spooled = pool.run(batch, str(sample_raw), str(folder / flows._spool_name(i)))
-            assert load_spool(spooled["path"]) == process_batch(batch, str(sample_raw))
+        batches = flows._batches(head.plan.to_parse, head.batch_size)
+        return [
+            load_spool(pool.run(batch, str(raw), str(folder / flows._spool_name(i)))["path"])
+            for i, batch in enumerate(batches)
+        ]
     finally:
         pool.shutdown()
         head.close()
         shutil.rmtree(folder)
+
+
+def test_head_start_batches_give_what_the_batch_worker_gives(sample_raw: Path, tmp_path: Path) -> None:
+    """With nothing published yet, a head start begins on the discovered pages while it plans; its
+    batches, taken over, give exactly what ``process_batch`` gives."""
+    from pipeline import flows
+    from pipeline.process import process_batch
+
+    head = flows._HeadStart(
+        sample_raw, tmp_path / "out", full=False, batch_size=3, workers=3, spare_core=True
+    )
+    results = _run_taken_over(head, sample_raw)
+    assert head.early == 3 and len(head.plan.to_parse) == SAMPLE_COUNTS["inputs"]
+    batches = flows._batches(head.plan.to_parse, 3)
+    assert results == [process_batch(batch, str(sample_raw)) for batch in batches]
+
+
+def test_head_start_of_an_incremental_run_parses_only_what_changed(sample_raw: Path, tmp_path: Path) -> None:
+    """Against a published version, a head start waits for the plan and starts only its batches."""
+    from pipeline import flows
+    from pipeline.incremental import run
+    from pipeline.process import process_batch
+    from pipeline.sources.files import discover
+
+    run(sample_raw, tmp_path / "out", workers=1)  # with its input ledger
+    changed = [p for p in discover(sample_raw) if p.suffix == ".txt"][:2]
+    for path in changed:
+        path.write_text(path.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8")
+    head = flows._HeadStart(sample_raw, tmp_path / "out", full=False, batch_size=1, workers=2)
+    results = _run_taken_over(head, sample_raw)
+    to_parse = head.plan.to_parse
+    assert {p.relative_to(sample_raw).as_posix() for p in changed} <= set(to_parse)
+    assert len(to_parse) < SAMPLE_COUNTS["inputs"] and head.early == len(to_parse)  # one page per batch
+    assert results == [process_batch([rel], str(sample_raw)) for rel in head.plan.to_parse]
+
+
+ONE_OFF_RUN = """
+import sys
+from pipeline import flows
+manifest = flows.process(sys.argv[1], sys.argv[2], batch_size=2, workers=2)
+server = flows._TemporaryServer._current
+print(manifest.counts.inputs, "prefect.server.api.server" in sys.modules, server.proc.pid)
+"""
+
+
+def test_a_one_off_run_starts_the_temporary_server_without_its_code(sample_raw: Path, tmp_path: Path) -> None:
+    """With no Prefect API configured, calling the flow launches Prefect's temporary server itself
+    (not importing the server's code into the calling process), and stops it when the process ends."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    code = [sys.executable, "-c", ONE_OFF_RUN, str(sample_raw), str(tmp_path / "out")]
+    proc = subprocess.run(code, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    inputs, imported, pid = proc.stdout.split()
+    assert (int(inputs), imported) == (SAMPLE_COUNTS["inputs"], "False")
+    assert (tmp_path / "out" / "latest" / "manifest.json").is_file()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)  # the server is gone with the process that started it
 
 
 def test_spooled_batches_read_back_exactly_and_in_order(tmp_path: Path) -> None:
