@@ -277,3 +277,17 @@ def test_sentence_breaks_are_those_of_the_plain_pattern() -> None:
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14)))
         assert fields._SENTENCE.split(text) == plain.split(text), repr(text)
         assert sentences([text]) == [x for p in plain.split(text) if (x := p.strip())], repr(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [
+        ("recovery takes \u017feveral days", "d"),
+        ("it lasts 2 m\u0131nutes", "min"),
+        ("about 3 \u212aB", None),
+    ],
+)
+def test_unit_words_matched_by_case_folding_do_not_crash(text: str, unit: str | None) -> None:
+    # the patterns match case-insensitively ("ſ" ~ "s", "ı" ~ "i"); the unit tables must find them too
+    spans = find_spans(text, vague=True)
+    assert [s.unit for s in spans] == ([unit] if unit else [])

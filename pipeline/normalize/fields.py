@@ -163,6 +163,16 @@ def _tens_sub(m: re.Match[str]) -> str:
 _UNIT_WORDS = ("sec", "min", "hour", "hr", "day", "night", "week", "wk", "month", "year")
 
 
+def _key(word: str) -> str:
+    """A matched unit or vague word as the tables spell it. The patterns match case-insensitively,
+    so "ſeconds" (long s), "mınutes" (dotless i) or "İ" come through; ``lower()`` alone would leave
+    them out of the tables."""
+    k = word.lower()
+    if k.isascii():
+        return k
+    return k.replace("\u017f", "s").replace("\u0131", "i").replace("\u0307", "")
+
+
 def find_spans(text: str, *, vague: bool = False) -> list[Span]:
     """Every time amount in ``text``, in order of appearance."""
     if not _may_contain(text, _UNIT_WORDS):
@@ -180,8 +190,8 @@ def find_spans(text: str, *, vague: bool = False) -> list[Span]:
 
     for m in range_re.finditer(t):
         a, b = float(m.group("a")), float(m.group("b"))
-        ub = _UNITS[m.group("ub").lower()]
-        ua = _UNITS[m.group("ua").lower()] if m.group("ua") else ub
+        ub = _UNITS[_key(m.group("ub"))]
+        ua = _UNITS[_key(m.group("ua"))] if m.group("ua") else ub
         lo: float | None = _to(a, ua, ub)
         hi: float | None = b
         q = (m.group("q") or "").lower()
@@ -194,15 +204,15 @@ def find_spans(text: str, *, vague: bool = False) -> list[Span]:
     for m in single_re.finditer(t):
         if not free(m):
             continue
-        v, u = float(m.group("a")), _UNITS[m.group("ua").lower()]
+        v, u = float(m.group("a")), _UNITS[_key(m.group("ua"))]
         found.append((m.start(), _qualified(v, v, u, m.group("q"))))
         taken.append((m.start(), m.end()))
     if vague and _may_contain(t, _VAGUE_WORDS):
         for m in vague_re.finditer(t):
             if not free(m):
                 continue
-            lo, hi = _VAGUE[m.group("v").lower()]
-            found.append((m.start(), _qualified(lo, hi, _UNITS[m.group("ua").lower()], m.group("q"))))
+            lo, hi = _VAGUE[_key(m.group("v"))]
+            found.append((m.start(), _qualified(lo, hi, _UNITS[_key(m.group("ua"))], m.group("q"))))
     return [s for _, s in sorted(found, key=lambda x: x[0])]
 
 
