@@ -113,7 +113,7 @@ def test_the_streamed_index_has_the_layout_of_one_json_dump(published: Path, tmp
     titles = ['Knee "scope"\\ \n', "Résection", None]
     sink = AppFilesSink(tmp_path)
     for code, title in zip(("29881", "29882", "29883"), titles, strict=True):
-        sink.add(b"{}", {"code_system": "cpt", "code": code, "title": title})
+        sink.add(b"{}", sink.digest(b"{}", {"code_system": "cpt", "code": code, "title": title}))
     sink.close()
     text = (tmp_path / "json" / "index.json").read_text(encoding="utf-8")
     assert [e["title"] for e in json.loads(text)] == titles

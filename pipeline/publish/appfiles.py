@@ -102,16 +102,21 @@ class AppFilesSink:
         self._made: set[str] = set()
         self._index: IO[str] = (self.root / INDEX_NAME).open("w", encoding="utf-8")
 
-    def add(self, line: bytes, rec: dict[str, Any]) -> None:
+    def digest(self, line: bytes, rec: dict[str, Any]) -> tuple[str, str, str | None, str]:
+        """Write the record's own file now (publish calls this while the workers still parse; a
+        later winner for the same code overwrites it); the index entry waits for ``add``."""
         system, code = rec["code_system"], rec["code"]
         if system not in self._made:
             (self.root / system).mkdir(exist_ok=True)
             self._made.add(system)
         rel = f"{system}/{code}.json"
-        path = self.root / rel
-        with open(path, "wb") as fh:
+        with open(self.root / rel, "wb") as fh:
             fh.write(line)
-        title = rec.get("title")
+        return system, code, rec.get("title"), rel
+
+    def add(self, line: bytes, digest: tuple[str, str, str | None, str]) -> None:
+        """The record's entry in ``json/index.json`` (in ``record_id`` order)."""
+        system, code, title, rel = digest
         self._index.write(
             ("[\n {" if not self.count else ",\n {")
             + f'\n  "code": {_json(code)},\n  "system": {_json(system)},'
@@ -140,7 +145,7 @@ def write_app_files(folder: Path) -> dict[str, FileEntry]:
             for line in fh:
                 line = line.rstrip(b"\n")
                 if line.strip():
-                    sink.add(line, json.loads(line))
+                    sink.add(line, sink.digest(line, json.loads(line)))
     except BaseException:
         sink.abort()
         raise

@@ -4,9 +4,12 @@ Two kinds of writer, both ending in ``{file name: FileEntry}`` for what they wro
 lists and hashes those files too:
 
 - a *sink* (``SINKS``: factories taking the version folder) is fed every published record while the
-  core tables are written (``add(line, record)`` in ``record_id`` order, ``line`` being the record's
-  line of procedures.jsonl and ``record`` its parsed JSON, not to be changed), then ``close()``; it
-  never reads the records back from disk and holds none of them;
+  core tables are written, then ``close()``; it never reads the records back from disk and holds
+  none of them. Each record meets the sink twice: ``digest(line, record)`` as it arrives and wins
+  its code so far (``line``: its line of procedures.jsonl, ``record``: its parsed JSON, not to be
+  changed; returns the small picklable part the sink needs; it runs while the workers still parse,
+  and may be called again for the same code when a later page wins), then ``add(line, digest)``
+  for each published record in ``record_id`` order;
 - a folder writer (``WRITERS``) takes the finished version folder (procedures.jsonl, the Parquet
   tables, rejects and duplicates) after the tables. Writers run in the order of ``WRITERS``;
   ``LAST`` (the Frictionless data package, which describes the tables found in the folder) always
@@ -35,7 +38,9 @@ Writer = Callable[[Path], dict[str, FileEntry]]
 class Sink(Protocol):
     """A derived file written from the record stream (see the module's docstring)."""
 
-    def add(self, line: bytes, record: dict[str, Any]) -> None: ...
+    def digest(self, line: bytes, record: dict[str, Any]) -> Any: ...
+
+    def add(self, line: bytes, digest: Any) -> None: ...
 
     def close(self) -> dict[str, FileEntry]: ...
 

@@ -123,10 +123,14 @@ class IndexBuilder:
 
     def add(self, rec: dict[str, Any]) -> None:
         """Index one record (a ``procedures.jsonl`` object)."""
+        self.add_digest(digest(rec))
+
+    def add_digest(self, d: tuple[tuple[Any, ...], tuple[Any, ...]]) -> None:
+        """Index one record given as its ``digest``."""
         n = self.count = self.count + 1
-        cols = index_columns(rec)
-        self._docs.append((n, rec["record_id"], rec["code_system"], rec["code"], rec.get("title")))
-        self._fts.append((n, *cols.values(), rec["code_system"]))
+        doc, fts = d
+        self._docs.append((n, *doc))
+        self._fts.append((n, *fts))
         if len(self._docs) >= _BATCH:
             _flush(self._db, self._docs, self._fts)
 
@@ -144,6 +148,12 @@ class IndexBuilder:
     def abort(self) -> None:
         """Drop the connection without finishing (the folder is being thrown away)."""
         self._db.close()
+
+
+def digest(rec: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """What the index keeps of one record: its ``docs`` row and its FTS columns (without rowid)."""
+    doc = (rec["record_id"], rec["code_system"], rec["code"], rec.get("title"))
+    return doc, (*index_columns(rec).values(), rec["code_system"])
 
 
 def build_index(records_jsonl: Path, index_path: Path) -> int:
@@ -183,8 +193,12 @@ class SearchIndexSink:
     def __init__(self, folder: Path) -> None:
         self._builder = IndexBuilder(folder / INDEX_FILE)
 
-    def add(self, line: bytes, rec: dict[str, Any]) -> None:
-        self._builder.add(rec)
+    @staticmethod
+    def digest(line: bytes, rec: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return digest(rec)
+
+    def add(self, line: bytes, digest: tuple[tuple[Any, ...], tuple[Any, ...]]) -> None:
+        self._builder.add_digest(digest)
 
     def close(self) -> dict[str, FileEntry]:
         from pipeline.publish.extras import file_entry

@@ -13,10 +13,11 @@ moves, so a crash at any moment leaves the previous version (and what ``latest``
 Records are validated again against ``schemas.ProcedureRecord`` on the way in (an invalid one becomes
 a reject, stage ``validate``), spilled to a temporary file, and written out in ``record_id`` order in
 chunks of at most ``RECORDS_PER_CHUNK`` records or ``CHUNK_BYTES`` of JSON (one Parquet row group
-each), so memory holds the dedupe index and the rejects, not every record. That second pass reads
-each record back as plain JSON data (validated once already) and also feeds the extras' sinks
-(``extras.SINKS``: search index, app files) and counts section coverage, so nothing reads the
-written files back.
+each), so memory holds the dedupe index and the rejects, not every record. The first pass also
+has the extras' sinks (``extras.SINKS``: search index, app files) digest each winning record while
+the workers are still parsing (the app files are written then); the second pass reads each record
+back as plain JSON data (validated once already), feeds the sinks their digests and counts section
+coverage, so nothing reads the written files back.
 
 Around the tables (issue 4): ``publish`` holds the out-dir lock (``lock.py``) and first removes
 what dead runs left behind (``versions.clean_leftovers``). Given an incremental ``plan``
@@ -34,6 +35,7 @@ import itertools
 import json
 import logging
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -124,6 +126,15 @@ class _JsonlFile:
         return file_entry(self.path, self.rows)
 
 
+def _spill_entry(line: bytes, sinks: list[extras.Sink]) -> bytes:
+    """A winner's spill entry: its line and each sink's digest of it, pickled. The digests are
+    made now, while the workers still parse, not in the serial tail of pass 2 (the app-files sink
+    writes the record's own file here: a later winner for the same code overwrites it)."""
+    data = json.loads(line)
+    digests = [sink.digest(line, data) for sink in sinks]
+    return pickle.dumps((line, digests), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _reject_of(raw: Any) -> Reject:
     try:
         return Reject.model_validate(raw)
@@ -177,56 +188,60 @@ def _write_version(
     files: dict[str, FileEntry] = {}
     having: Counter[str] = Counter()
     spill_path = folder_path / ".records.spill"
-    with spill_path.open("w+b") as spill:
-        # pass 1: validate, spill records, pick a winner per record_id
-        for result in results:
-            seen += 1
-            line: bytes | None = None
-            if isinstance(result, dict) and set(result) == {"record_line"}:
-                # a record reused from the previous version: its JSON line as published there
-                line = bytes(result["record_line"])
-                try:
-                    record = ProcedureRecord.model_validate_json(line)
-                except ValidationError as exc:
-                    rejects.append(_invalid_record(json.loads(line), exc))
-                    continue
-            else:
-                if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
-                    raise ValueError(f"result {seen} is neither {{'record': ...}} nor {{'reject': ...}}")
-                if "reject" in result:
-                    rejects.append(_reject_of(result["reject"]))
-                    continue
-                try:
-                    record = ProcedureRecord.model_validate(result["record"])
-                except ValidationError as exc:
-                    rejects.append(_invalid_record(result["record"], exc))
-                    continue
-            src = record.source
-            cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
-            if folder.beats(cand):  # only a (current) winner's record is dumped and spilled
-                if line is None:
-                    line = record.model_dump_json().encode("utf-8")
-                offset = spill.tell()
-                spill.write(line)
-                ref = (offset, len(line))
-                cand = Candidate(cand.record_id, cand.path, cand.fetched_at, cand.url, cand.sha256, ref)
-            folder.add(cand)
-        if seen != inputs:
-            raise ValueError(f"{seen} results for {inputs} inputs: one record or reject per input expected")
-        counts = Counts(
-            inputs=inputs, records=len(folder.winners), rejects=len(rejects), duplicates=folder.duplicates
-        )
+    sinks: list[extras.Sink] = []
+    try:
+        for make in extras.SINKS:
+            sinks.append(make(folder_path))
+        with spill_path.open("w+b") as spill:
+            # pass 1: validate, pick a winner per record_id, and spill each winner's line with the
+            # sinks' digests of it (made while the workers still parse, not in the serial tail)
+            for result in results:
+                seen += 1
+                line: bytes | None = None
+                if isinstance(result, dict) and set(result) == {"record_line"}:
+                    # a record reused from the previous version: its JSON line as published there
+                    line = bytes(result["record_line"])
+                    try:
+                        record = ProcedureRecord.model_validate_json(line)
+                    except ValidationError as exc:
+                        rejects.append(_invalid_record(json.loads(line), exc))
+                        continue
+                else:
+                    if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
+                        raise ValueError(f"result {seen} is neither {{'record': ...}} nor {{'reject': ...}}")
+                    if "reject" in result:
+                        rejects.append(_reject_of(result["reject"]))
+                        continue
+                    try:
+                        record = ProcedureRecord.model_validate(result["record"])
+                    except ValidationError as exc:
+                        rejects.append(_invalid_record(result["record"], exc))
+                        continue
+                src = record.source
+                cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
+                if folder.beats(cand):  # only a (current) winner's record is dumped and spilled
+                    if line is None:
+                        line = record.model_dump_json().encode("utf-8")
+                    blob = _spill_entry(line, sinks)
+                    offset = spill.tell()
+                    spill.write(blob)
+                    ref = (offset, len(blob), len(line))
+                    cand = Candidate(cand.record_id, cand.path, cand.fetched_at, cand.url, cand.sha256, ref)
+                folder.add(cand)
+            if seen != inputs:
+                raise ValueError(
+                    f"{seen} results for {inputs} inputs: one record or reject per input expected"
+                )
+            counts = Counts(
+                inputs=inputs, records=len(folder.winners), rejects=len(rejects), duplicates=folder.duplicates
+            )
 
-        # pass 2: records in record_id order, one row group per chunk; every sink sees each record
-        procedures = _ParquetFile(folder_path / "procedures.parquet", tables.PROCEDURES_SCHEMA)
-        sections = _ParquetFile(folder_path / "sections.parquet", tables.SECTIONS_SCHEMA)
-        items = _ParquetFile(folder_path / "items.parquet", tables.ITEMS_SCHEMA)
-        similar = _ParquetFile(folder_path / "similar_codes.parquet", tables.SIMILAR_CODES_SCHEMA)
-        jsonl = _JsonlFile(folder_path / "procedures.jsonl")
-        sinks: list[extras.Sink] = []
-        try:
-            for make in extras.SINKS:
-                sinks.append(make(folder_path))
+            # pass 2: records in record_id order, one row group per chunk; every sink sees each record
+            procedures = _ParquetFile(folder_path / "procedures.parquet", tables.PROCEDURES_SCHEMA)
+            sections = _ParquetFile(folder_path / "sections.parquet", tables.SECTIONS_SCHEMA)
+            items = _ParquetFile(folder_path / "items.parquet", tables.ITEMS_SCHEMA)
+            similar = _ParquetFile(folder_path / "similar_codes.parquet", tables.SIMILAR_CODES_SCHEMA)
+            jsonl = _JsonlFile(folder_path / "procedures.jsonl")
             ids = sorted(folder.winners)
             start = 0
             while start < len(ids):
@@ -236,15 +251,15 @@ def _write_version(
                 c_rows: list[dict[str, Any]] = []
                 size = 0
                 while start < len(ids) and len(rows) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
-                    offset, length = folder.winners[ids[start]].ref
+                    offset, length, line_length = folder.winners[ids[start]].ref
                     start += 1
                     spill.seek(offset)
-                    line = spill.read(length)
-                    size += length
+                    line, digests = pickle.loads(spill.read(length))
+                    size += line_length
                     jsonl.write(line)
+                    for sink, digest in zip(sinks, digests, strict=True):
+                        sink.add(line, digest)
                     data = json.loads(line)
-                    for sink in sinks:
-                        sink.add(line, data)
                     having.update({s["key"] for s in data["sections"]})
                     s, i, c = tables.child_rows(data)
                     rows.append(tables.procedure_row(data))  # last: it changes ``data``
@@ -265,10 +280,10 @@ def _write_version(
                 files[name] = w.close()
             while sinks:
                 files.update(sinks.pop(0).close())
-        except BaseException:
-            for sink in sinks:
-                sink.abort()
-            raise
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
     spill_path.unlink()
 
     rejects.sort(key=lambda r: (r.source, r.stage, r.reason))
