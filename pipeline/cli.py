@@ -226,6 +226,9 @@ def cmd_process(args: argparse.Namespace) -> int:
     if args.html_engine:
         # read by pipeline.parse.html in every process of the run (workers inherit the environment)
         os.environ["PROCPIPE_HTML_ENGINE"] = args.html_engine
+    from pipeline.limits import current_limits
+
+    current_limits()  # a bad PROCPIPE_MAX_* value: one usage error now, before any flow starts
     dask = args.runner == "dask" or args.dask_address is not None
     if args.no_prefect and (dask or not isinstance(raw, Path) or not isinstance(out, Path)):
         raise UsageError("--no-prefect needs local folders and the default runner")

@@ -225,3 +225,27 @@ def test_html_engine_option_reaches_the_parser(
     assert SAMPLE_COUNTS["records"] == len(records(tmp_path / "lxml"))
     proc = procpipe("process", "--html-engine", "regex")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_bad_limit_in_the_environment_is_one_usage_error_before_any_flow(
+    sample_raw: Path, tmp_path: Path
+) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "process",
+            "--raw-dir",
+            str(sample_raw),
+            "--out-dir",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PROCPIPE_MAX_PAGE_BYTES": "lots"},
+    )
+    assert_one_line_error(proc, 2)
+    assert "PROCPIPE_MAX_PAGE_BYTES" in proc.stderr and "Flow run" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "o").exists()
