@@ -33,105 +33,318 @@ E = html.escape
 # word lists (ours)
 
 PARTS = [
-    "knee", "hip", "shoulder", "wrist", "ankle", "elbow", "lumbar spine", "cervical spine", "colon",
-    "stomach", "esophagus", "bladder", "kidney", "liver", "gallbladder", "thyroid", "heart valve",
-    "coronary artery", "carotid artery", "lung", "sinus", "tonsils", "cornea", "retina", "skin",
-    "breast", "prostate", "uterus", "ovary", "jaw", "femur", "tibia", "rotator cuff", "meniscus",
-    "small intestine", "rectum", "pancreas", "spleen", "trachea", "vocal cords", "middle ear",
-    "forearm", "hand tendon", "foot", "big toe", "scalp", "eyelid", "nasal septum", "urethra", "aorta",
+    "knee",
+    "hip",
+    "shoulder",
+    "wrist",
+    "ankle",
+    "elbow",
+    "lumbar spine",
+    "cervical spine",
+    "colon",
+    "stomach",
+    "esophagus",
+    "bladder",
+    "kidney",
+    "liver",
+    "gallbladder",
+    "thyroid",
+    "heart valve",
+    "coronary artery",
+    "carotid artery",
+    "lung",
+    "sinus",
+    "tonsils",
+    "cornea",
+    "retina",
+    "skin",
+    "breast",
+    "prostate",
+    "uterus",
+    "ovary",
+    "jaw",
+    "femur",
+    "tibia",
+    "rotator cuff",
+    "meniscus",
+    "small intestine",
+    "rectum",
+    "pancreas",
+    "spleen",
+    "trachea",
+    "vocal cords",
+    "middle ear",
+    "forearm",
+    "hand tendon",
+    "foot",
+    "big toe",
+    "scalp",
+    "eyelid",
+    "nasal septum",
+    "urethra",
+    "aorta",
 ]
 ACTIONS = [
-    "repair", "removal", "biopsy", "replacement", "reconstruction", "drainage", "excision", "fusion",
-    "ablation", "injection", "imaging", "exploration", "implantation", "debridement", "stabilization",
-    "resection", "aspiration", "dilation", "ligation", "grafting", "release", "decompression",
+    "repair",
+    "removal",
+    "biopsy",
+    "replacement",
+    "reconstruction",
+    "drainage",
+    "excision",
+    "fusion",
+    "ablation",
+    "injection",
+    "imaging",
+    "exploration",
+    "implantation",
+    "debridement",
+    "stabilization",
+    "resection",
+    "aspiration",
+    "dilation",
+    "ligation",
+    "grafting",
+    "release",
+    "decompression",
 ]
 APPROACHES = [
-    "open", "arthroscopic", "laparoscopic", "endoscopic", "percutaneous", "minimally invasive",
-    "image-guided", "robot-assisted", "transcatheter", "microsurgical",
+    "open",
+    "arthroscopic",
+    "laparoscopic",
+    "endoscopic",
+    "percutaneous",
+    "minimally invasive",
+    "image-guided",
+    "robot-assisted",
+    "transcatheter",
+    "microsurgical",
 ]
 QUALIFIERS = [
-    "with imaging guidance", "each additional segment", "unilateral", "bilateral",
-    "including local anesthesia", "per session", "first lesion", "with removal of foreign body",
-    "without implant", "with insertion of drainage tube", "complex", "simple", "initial",
-    "subsequent", "up to 2 cm", "more than 5 cm", "single level", "two or more levels",
+    "with imaging guidance",
+    "each additional segment",
+    "unilateral",
+    "bilateral",
+    "including local anesthesia",
+    "per session",
+    "first lesion",
+    "with removal of foreign body",
+    "without implant",
+    "with insertion of drainage tube",
+    "complex",
+    "simple",
+    "initial",
+    "subsequent",
+    "up to 2 cm",
+    "more than 5 cm",
+    "single level",
+    "two or more levels",
 ]
 CONDITIONS = [
-    "osteoarthritis", "chronic pain", "recurrent bleeding", "infection", "a benign tumor",
-    "a suspicious mass", "a blockage", "narrowing of the vessel", "inflammation", "a sports injury",
-    "a congenital deformity", "stones", "polyps", "a torn ligament", "nerve compression", "scar tissue",
-    "fluid buildup", "instability of the joint", "a fracture that has not healed", "reflux",
+    "osteoarthritis",
+    "chronic pain",
+    "recurrent bleeding",
+    "infection",
+    "a benign tumor",
+    "a suspicious mass",
+    "a blockage",
+    "narrowing of the vessel",
+    "inflammation",
+    "a sports injury",
+    "a congenital deformity",
+    "stones",
+    "polyps",
+    "a torn ligament",
+    "nerve compression",
+    "scar tissue",
+    "fluid buildup",
+    "instability of the joint",
+    "a fracture that has not healed",
+    "reflux",
 ]
 SYMPTOMS = [
-    "persistent pain", "swelling", "numbness", "tingling", "weakness", "fever", "shortness of breath",
-    "difficulty swallowing", "reduced range of motion", "stiffness in the morning", "blood in the stool",
-    "frequent urination", "blurred vision", "hearing loss", "fatigue", "unexplained weight loss",
-    "a clicking sensation", "recurring infections",
+    "persistent pain",
+    "swelling",
+    "numbness",
+    "tingling",
+    "weakness",
+    "fever",
+    "shortness of breath",
+    "difficulty swallowing",
+    "reduced range of motion",
+    "stiffness in the morning",
+    "blood in the stool",
+    "frequent urination",
+    "blurred vision",
+    "hearing loss",
+    "fatigue",
+    "unexplained weight loss",
+    "a clicking sensation",
+    "recurring infections",
 ]
 TOOLS = [
-    "an arthroscope", "a high-definition camera", "surgical staples", "a bone saw", "an ultrasound probe",
-    "a fluoroscopy unit", "absorbable sutures", "a laser fiber", "a balloon catheter", "metal screws",
-    "a titanium plate", "a flexible endoscope", "an electrocautery pen", "a biopsy needle",
-    "a surgical microscope", "a stent", "a drainage tube", "a suction device", "a radiofrequency probe",
+    "an arthroscope",
+    "a high-definition camera",
+    "surgical staples",
+    "a bone saw",
+    "an ultrasound probe",
+    "a fluoroscopy unit",
+    "absorbable sutures",
+    "a laser fiber",
+    "a balloon catheter",
+    "metal screws",
+    "a titanium plate",
+    "a flexible endoscope",
+    "an electrocautery pen",
+    "a biopsy needle",
+    "a surgical microscope",
+    "a stent",
+    "a drainage tube",
+    "a suction device",
+    "a radiofrequency probe",
 ]
 RISKS = [
-    "infection at the incision site", "bleeding", "blood clots in the legs", "damage to nearby nerves",
-    "a reaction to the anesthesia", "scarring", "stiffness", "persistent pain",
+    "infection at the incision site",
+    "bleeding",
+    "blood clots in the legs",
+    "damage to nearby nerves",
+    "a reaction to the anesthesia",
+    "scarring",
+    "stiffness",
+    "persistent pain",
     "the need for a second procedure",
-    "injury to nearby organs", "a slow-healing wound", "a leak at the repair site", "temporary numbness",
-    "loosening of the implant", "swelling that lasts several weeks",
+    "injury to nearby organs",
+    "a slow-healing wound",
+    "a leak at the repair site",
+    "temporary numbness",
+    "loosening of the implant",
+    "swelling that lasts several weeks",
 ]
 BENEFITS = [
-    "relief of pain", "better mobility", "a clear diagnosis", "removal of the source of symptoms",
-    "a lower risk of complications later", "a faster return to work", "improved quality of life",
-    "a smaller scar than open surgery", "less time in hospital", "restored function of the joint",
+    "relief of pain",
+    "better mobility",
+    "a clear diagnosis",
+    "removal of the source of symptoms",
+    "a lower risk of complications later",
+    "a faster return to work",
+    "improved quality of life",
+    "a smaller scar than open surgery",
+    "less time in hospital",
+    "restored function of the joint",
 ]
 PROS = [
-    "an orthopedic surgeon", "a general surgeon", "an anesthesiologist", "a nurse anesthetist",
-    "a surgical nurse", "a radiologist", "a gastroenterologist", "a cardiologist", "a surgical technologist",
-    "a physician assistant", "a dental hygienist", "a dentist", "an interventional radiologist",
+    "an orthopedic surgeon",
+    "a general surgeon",
+    "an anesthesiologist",
+    "a nurse anesthetist",
+    "a surgical nurse",
+    "a radiologist",
+    "a gastroenterologist",
+    "a cardiologist",
+    "a surgical technologist",
+    "a physician assistant",
+    "a dental hygienist",
+    "a dentist",
+    "an interventional radiologist",
     "a physical therapist",
 ]
 SETTINGS = [
-    "a hospital operating room", "an ambulatory surgery center", "a hospital outpatient department",
-    "a specialist clinic", "a physician's office", "an imaging suite", "a dental office",
-    "a cardiac catheterization lab", "an endoscopy unit",
+    "a hospital operating room",
+    "an ambulatory surgery center",
+    "a hospital outpatient department",
+    "a specialist clinic",
+    "a physician's office",
+    "an imaging suite",
+    "a dental office",
+    "a cardiac catheterization lab",
+    "an endoscopy unit",
 ]
 DEVICES = [
-    "knee brace", "ankle orthosis", "wrist splint", "insulin pump supply", "glucose test strip",
-    "wound dressing", "urinary catheter", "compression stocking", "walking boot", "nebulizer kit",
-    "infusion set", "cervical collar", "wheelchair cushion", "oxygen tubing", "lancet", "foot orthotic",
+    "knee brace",
+    "ankle orthosis",
+    "wrist splint",
+    "insulin pump supply",
+    "glucose test strip",
+    "wound dressing",
+    "urinary catheter",
+    "compression stocking",
+    "walking boot",
+    "nebulizer kit",
+    "infusion set",
+    "cervical collar",
+    "wheelchair cushion",
+    "oxygen tubing",
+    "lancet",
+    "foot orthotic",
 ]
 DEVICE_MODS = [
-    "adjustable", "prefabricated", "custom-fitted", "disposable", "sterile", "per 50 units", "per pair",
-    "with rigid support", "elastic", "off-the-shelf", "each", "pneumatic",
+    "adjustable",
+    "prefabricated",
+    "custom-fitted",
+    "disposable",
+    "sterile",
+    "per 50 units",
+    "per pair",
+    "with rigid support",
+    "elastic",
+    "off-the-shelf",
+    "each",
+    "pneumatic",
 ]
 DENTAL = [
-    "periodic oral evaluation", "resin-based composite, two surfaces, posterior", "root canal, molar",
-    "porcelain crown", "extraction of erupted tooth", "scaling and root planing, four teeth",
-    "sealant, per tooth", "bitewing radiographs, two images", "complete denture, upper",
-    "fluoride varnish", "implant abutment", "gingival flap procedure",
+    "periodic oral evaluation",
+    "resin-based composite, two surfaces, posterior",
+    "root canal, molar",
+    "porcelain crown",
+    "extraction of erupted tooth",
+    "scaling and root planing, four teeth",
+    "sealant, per tooth",
+    "bitewing radiographs, two images",
+    "complete denture, upper",
+    "fluoride varnish",
+    "implant abutment",
+    "gingival flap procedure",
 ]
 PCS_OPS = ["Excision", "Replacement", "Drainage", "Bypass", "Resection", "Insertion", "Repair", "Release"]
 PCS_SIDES = ["left", "right", ""]
 PCS_APPROACH = ["open approach", "percutaneous approach", "percutaneous endoscopic approach"]
 DIAGNOSES = [
-    "primary osteoarthritis of the right knee", "type 2 diabetes without complications",
-    "acute sinusitis", "chronic obstructive lung disease", "iron deficiency anemia",
-    "migraine without aura", "essential hypertension", "seasonal allergic rhinitis",
+    "primary osteoarthritis of the right knee",
+    "type 2 diabetes without complications",
+    "acute sinusitis",
+    "chronic obstructive lung disease",
+    "iron deficiency anemia",
+    "migraine without aura",
+    "essential hypertension",
+    "seasonal allergic rhinitis",
 ]
 WHEN = ["During", "After", "Before", "At the start of", "Toward the end of", "Once the team begins"]
 EXTRA_HEADINGS = [
-    "Frequently Asked Questions", "Cost and Coverage", "Key Points", "History of the Technique",
-    "Research and Outcomes", "Questions to Ask Your Doctor", "Billing Notes",
+    "Frequently Asked Questions",
+    "Cost and Coverage",
+    "Key Points",
+    "History of the Technique",
+    "Research and Outcomes",
+    "Questions to Ask Your Doctor",
+    "Billing Notes",
 ]
 SUB_COLON = [
-    "Patient criteria:", "Pre-Procedure Instructions:", "Common Risks:", "Rare Risks:",
-    "Diagnostic Tests:", "Medications:", "Post-Procedure Care:", "Symptoms:", "Day of the procedure:",
+    "Patient criteria:",
+    "Pre-Procedure Instructions:",
+    "Common Risks:",
+    "Rare Risks:",
+    "Diagnostic Tests:",
+    "Medications:",
+    "Post-Procedure Care:",
+    "Symptoms:",
+    "Day of the procedure:",
 ]
 SUB_PLAIN = ["Medical Condition or Problem", "Before You Arrive", "Serious but Rare Complications"]
 LEADINS = [
-    "The main steps are as follows:", "Patients should keep the following in mind:",
-    "The care team usually checks these points:", "Typical signs that the procedure may help include:",
+    "The main steps are as follows:",
+    "Patients should keep the following in mind:",
+    "The care team usually checks these points:",
+    "Typical signs that the procedure may help include:",
 ]
 SITES = [
     ("medcodes", "https://medcodes.example.com/code/{folder}/{code}-{slug}"),
@@ -146,8 +359,13 @@ CODE_LINES = {
     "cdt": ["CDT code"],
     "icd10cm": ["ICD10CM code"],
 }
-TAGS = {"cpt": "CPT4Procedure", "hcpcs": "HCPCSDMEPOS", "icd10pcs": "ICD10PCSInpatient", "cdt": "CDTDental",
-        "icd10cm": "ICD10CMDiagnosis"}
+TAGS = {
+    "cpt": "CPT4Procedure",
+    "hcpcs": "HCPCSDMEPOS",
+    "icd10pcs": "ICD10PCSInpatient",
+    "cdt": "CDTDental",
+    "icd10cm": "ICD10CMDiagnosis",
+}
 ALIASES = {
     "summary": ["Summary"] * 6 + ["Overview", "Procedure Summary"],
     "purpose": ["Purpose"] * 6 + ["Purpose of the Procedure"],
@@ -155,8 +373,8 @@ ALIASES = {
     "contraindications": ["Contraindications"],
     "preparation": ["Preparation"] * 6 + ["How to Prepare", "Before the Procedure"],
     "procedure_description": ["Procedure Description"] * 6 + ["Procedure Steps", "How is it done"],
-    "equipment": ["Tools, Equipment, and Technology Used"] * 4 + ["Tools, Equipment & Technology",
-                                                                   "Equipment Used"],
+    "equipment": ["Tools, Equipment, and Technology Used"] * 4
+    + ["Tools, Equipment & Technology", "Equipment Used"],
     "anesthesia": ["Anesthesia or Sedation"] * 3 + ["Anesthesia"],
     "duration": ["Duration"] * 6 + ["Procedure Duration"],
     "setting": ["Setting"] * 6 + ["Care Setting"],
@@ -169,8 +387,14 @@ ALIASES = {
     "similar_codes": ["Similar Codes"] * 6 + ["Related Codes"],
 }
 CONDITION_SECTIONS = [
-    ("Summary", "p"), ("Causes", "l"), ("Risk Factors", "l"), ("Symptoms", "l"), ("Diagnosis", "l"),
-    ("Treatment Options", "l"), ("Complications", "l"), ("Prognosis and Follow-Up", "p"),
+    ("Summary", "p"),
+    ("Causes", "l"),
+    ("Risk Factors", "l"),
+    ("Symptoms", "l"),
+    ("Diagnosis", "l"),
+    ("Treatment Options", "l"),
+    ("Complications", "l"),
+    ("Prognosis and Follow-Up", "p"),
     ("When to Seek Professional Help", "p"),
 ]
 
@@ -231,35 +455,47 @@ class Writer:
     def item(self, key: str) -> str:
         r, c = self.r, self.c
         by_key = {
-            "indications": [f"{c(SYMPTOMS).capitalize()} that has lasted more than {r.randint(2, 12)} weeks.",
-                            f"Imaging that shows {c(CONDITIONS)} in the {self.part}.",
-                            f"{c(SYMPTOMS).capitalize()} not relieved by medication or therapy.",
-                            f"A history of {c(CONDITIONS)} with {c(SYMPTOMS)}."],
-            "contraindications": [f"Active {c(['infection', 'bleeding disorder', 'heart failure'])}.",
-                                  f"Allergy to {c(['contrast dye', 'latex', 'local anesthetics'])}.",
-                                  "Poor general health that makes anesthesia unsafe."],
-            "preparation": [f"Stop {c(['blood thinners', 'aspirin', 'herbal supplements'])} "
-                            f"{r.randint(2, 7)} days before, as your doctor advises.",
-                            f"{c(['Blood tests', 'An ECG', 'A chest X-ray', 'An MRI'])} of the {self.part}.",
-                            "Arrange for someone to drive you home afterwards.",
-                            "Wear loose clothing and leave jewelry at home."],
-            "procedure_description": [f"{c(PROS).capitalize()} cleans and marks the {self.part}.",
-                                      f"{c(['General', 'Local', 'Regional'])} anesthesia is given.",
-                                      f"A small incision is made and {c(TOOLS)} is inserted.",
-                                      f"The {c(ACTIONS)} of the affected tissue is carried out.",
-                                      f"The area is checked with {c(TOOLS)} for {c(RISKS)}.",
-                                      "The incision is closed and a dressing is applied."],
+            "indications": [
+                f"{c(SYMPTOMS).capitalize()} that has lasted more than {r.randint(2, 12)} weeks.",
+                f"Imaging that shows {c(CONDITIONS)} in the {self.part}.",
+                f"{c(SYMPTOMS).capitalize()} not relieved by medication or therapy.",
+                f"A history of {c(CONDITIONS)} with {c(SYMPTOMS)}.",
+            ],
+            "contraindications": [
+                f"Active {c(['infection', 'bleeding disorder', 'heart failure'])}.",
+                f"Allergy to {c(['contrast dye', 'latex', 'local anesthetics'])}.",
+                "Poor general health that makes anesthesia unsafe.",
+            ],
+            "preparation": [
+                f"Stop {c(['blood thinners', 'aspirin', 'herbal supplements'])} "
+                f"{r.randint(2, 7)} days before, as your doctor advises.",
+                f"{c(['Blood tests', 'An ECG', 'A chest X-ray', 'An MRI'])} of the {self.part}.",
+                "Arrange for someone to drive you home afterwards.",
+                "Wear loose clothing and leave jewelry at home.",
+            ],
+            "procedure_description": [
+                f"{c(PROS).capitalize()} cleans and marks the {self.part}.",
+                f"{c(['General', 'Local', 'Regional'])} anesthesia is given.",
+                f"A small incision is made and {c(TOOLS)} is inserted.",
+                f"The {c(ACTIONS)} of the affected tissue is carried out.",
+                f"The area is checked with {c(TOOLS)} for {c(RISKS)}.",
+                "The incision is closed and a dressing is applied.",
+            ],
             "equipment": [f"{c(TOOLS).capitalize()}.", f"{c(TOOLS).capitalize()} and {c(TOOLS)}."],
             "personnel": [f"{c(PROS).capitalize()}.", f"{c(PROS).capitalize()} who assists throughout."],
             "risks": [f"{c(RISKS).capitalize()}.", f"{c(RISKS).capitalize()}, which is usually treatable."],
             "benefits": [f"{c(BENEFITS).capitalize()}.", f"{c(BENEFITS).capitalize()} and {c(BENEFITS)}."],
-            "recovery": [f"Rest the {self.part} for {r.randint(2, 10)} days.",
-                         f"Pain medicine for {r.randint(1, 5)} to {r.randint(6, 14)} days.",
-                         f"Physical therapy {r.randint(1, 3)} times a week.",
-                         "Follow-up appointment to check healing and remove stitches."],
-            "alternatives": [f"{c(APPROACHES).capitalize()} {c(ACTIONS)} of the {self.part}.",
-                             f"{c(['Medication', 'Physical therapy', 'Watchful waiting', 'Bracing'])} "
-                             f"to manage {c(SYMPTOMS)}."],
+            "recovery": [
+                f"Rest the {self.part} for {r.randint(2, 10)} days.",
+                f"Pain medicine for {r.randint(1, 5)} to {r.randint(6, 14)} days.",
+                f"Physical therapy {r.randint(1, 3)} times a week.",
+                "Follow-up appointment to check healing and remove stitches.",
+            ],
+            "alternatives": [
+                f"{c(APPROACHES).capitalize()} {c(ACTIONS)} of the {self.part}.",
+                f"{c(['Medication', 'Physical therapy', 'Watchful waiting', 'Bracing'])} "
+                f"to manage {c(SYMPTOMS)}.",
+            ],
         }
         return r.choice(by_key.get(key) or [self.sentence()])
 
@@ -386,10 +622,14 @@ def _fact(rng: random.Random, key: str) -> str:
     a = rng.randint(1, 4)
     b = a + rng.randint(1, 4)
     if key == "duration":
-        return rng.choice([f"The procedure usually takes {a} to {b} hours.",
-                           f"Expect it to last about {rng.choice([20, 30, 45, 60, 90])} minutes.",
-                           f"It typically takes {a * 15}-{b * 15} minutes from start to finish.",
-                           f"Plan for {a} to {b} hours, including time in the recovery area."])
+        return rng.choice(
+            [
+                f"The procedure usually takes {a} to {b} hours.",
+                f"Expect it to last about {rng.choice([20, 30, 45, 60, 90])} minutes.",
+                f"It typically takes {a * 15}-{b * 15} minutes from start to finish.",
+                f"Plan for {a} to {b} hours, including time in the recovery area.",
+            ]
+        )
     if key == "setting":
         s = f"It is performed in {rng.choice(SETTINGS)} or {rng.choice(SETTINGS)}."
         if rng.random() < 0.5:
@@ -401,14 +641,19 @@ def _fact(rng: random.Random, key: str) -> str:
         return f"Most people return to normal activities within {a + 1} to {b + 2} weeks."
     if key == "preparation":
         return f"Fasting for {a * 2} to {b * 3} hours before the procedure."
-    return rng.choice(["General anesthesia is used, so the patient is asleep throughout.",
-                       "Local anesthesia with light sedation is usually enough.",
-                       "Regional anesthesia, such as a nerve block, numbs the area.",
-                       "No anesthesia is needed; the procedure is painless."])
+    return rng.choice(
+        [
+            "General anesthesia is used, so the patient is asleep throughout.",
+            "Local anesthesia with light sedation is usually enough.",
+            "Regional anesthesia, such as a nerve block, numbs the area.",
+            "No anesthesia is needed; the procedure is painless.",
+        ]
+    )
 
 
-def _procedure_body(rng: random.Random, w: Writer, page: Page, codes: list[tuple[str, str]],
-                    url_of: dict[str, str]) -> list[Block]:
+def _procedure_body(
+    rng: random.Random, w: Writer, page: Page, codes: list[tuple[str, str]], url_of: dict[str, str]
+) -> list[Block]:
     out: list[Block] = []
 
     def head(key: str) -> None:
@@ -417,11 +662,33 @@ def _procedure_body(rng: random.Random, w: Writer, page: Page, codes: list[tuple
             h += ":"
         out.append(Block("heading", h))
 
-    order = ["summary", "purpose", "indications", "contraindications", "preparation", "procedure_description",
-             "equipment", "anesthesia", "duration", "setting", "personnel", "risks", "benefits", "recovery",
-             "alternatives", "patient_experience"]
-    optional = {"contraindications": 0.3, "equipment": 0.45, "anesthesia": 0.4, "personnel": 0.8,
-                "benefits": 0.85, "alternatives": 0.85, "patient_experience": 0.8}
+    order = [
+        "summary",
+        "purpose",
+        "indications",
+        "contraindications",
+        "preparation",
+        "procedure_description",
+        "equipment",
+        "anesthesia",
+        "duration",
+        "setting",
+        "personnel",
+        "risks",
+        "benefits",
+        "recovery",
+        "alternatives",
+        "patient_experience",
+    ]
+    optional = {
+        "contraindications": 0.3,
+        "equipment": 0.45,
+        "anesthesia": 0.4,
+        "personnel": 0.8,
+        "benefits": 0.85,
+        "alternatives": 0.85,
+        "patient_experience": 0.8,
+    }
     extra_at = rng.randrange(len(order)) if rng.random() < 0.2 else -1
     for i, key in enumerate(order):
         if rng.random() > optional.get(key, 0.96):
@@ -434,8 +701,10 @@ def _procedure_body(rng: random.Random, w: Writer, page: Page, codes: list[tuple
             out += [Block("para", w.paragraph(2, 4)) for _ in range(rng.randint(1, 2))]
         elif key == "purpose":
             if rng.random() < 0.35:
-                out += [Block("item", f"Medical Conditions: {rng.choice(CONDITIONS)} of the {w.part}."),
-                        Block("item", f"Goals/Outcomes: {w.sentence()}")]
+                out += [
+                    Block("item", f"Medical Conditions: {rng.choice(CONDITIONS)} of the {w.part}."),
+                    Block("item", f"Goals/Outcomes: {w.sentence()}"),
+                ]
             else:
                 out.append(Block("para", w.paragraph(2, 3)))
         elif key in ("duration", "setting", "anesthesia"):
@@ -470,8 +739,10 @@ def _condition_body(rng: random.Random, w: Writer) -> list[Block]:
         if shape == "p":
             out.append(Block("para", w.paragraph(1, 3)))
         else:
-            out += [Block("item", f"{rng.choice(SYMPTOMS + CONDITIONS).capitalize()}.")
-                    for _ in range(rng.randint(2, 5))]
+            out += [
+                Block("item", f"{rng.choice(SYMPTOMS + CONDITIONS).capitalize()}.")
+                for _ in range(rng.randint(2, 5))
+            ]
     return out
 
 
@@ -479,8 +750,9 @@ def _url(site: int, system: str, code: str, title: str) -> str:
     return SITES[site][1].format(folder=FOLDER[system], code=code, slug=_slug(title))
 
 
-def build_page(rng: random.Random, system: str, code: str, codes: list[tuple[str, str]],
-               url_of: dict[str, str]) -> Page:
+def build_page(
+    rng: random.Random, system: str, code: str, codes: list[tuple[str, str]], url_of: dict[str, str]
+) -> Page:
     """One page's content as a block stream (markup is chosen later)."""
     title, name, part = _title(random.Random(f"{system}{code}"), system)
     page = Page(system, code, rng.randrange(len(SITES)))
@@ -515,8 +787,10 @@ def _runs(blocks: list[Block]) -> Iterator[tuple[str, list[Block]]]:
         k = blocks[i].kind
         if k in ("item", "link"):
             j = i
-            while j < len(blocks) and blocks[j].kind == k and (
-                k == "link" or blocks[j].ordered == blocks[i].ordered or blocks[j].level > 0
+            while (
+                j < len(blocks)
+                and blocks[j].kind == k
+                and (k == "link" or blocks[j].ordered == blocks[i].ordered or blocks[j].level > 0)
             ):
                 j += 1
             yield k, blocks[i:j]
@@ -634,8 +908,10 @@ def _css(rng: random.Random, n: int) -> str:
     for _ in range(n):
         sel = rng.choice([".nav", ".card", ".btn", ".footer a", ".badge", ".hero", ".grid", "h1", "h2", "li"])
         color = f"#{rng.randrange(16**6):06x}"
-        rules.append(f"{sel}-{rng.randint(1, 999)}{{margin:{rng.randint(0, 24)}px;color:{color};"
-                     f"padding:{rng.randint(0, 16)}px {rng.randint(0, 16)}px}}")
+        rules.append(
+            f"{sel}-{rng.randint(1, 999)}{{margin:{rng.randint(0, 24)}px;color:{color};"
+            f"padding:{rng.randint(0, 16)}px {rng.randint(0, 16)}px}}"
+        )
     return "".join(rules)
 
 
@@ -662,8 +938,11 @@ def render_html(page: Page, rng: random.Random, style: str, canonical: str | Non
         if kind == "crumb":
             out.append(f'<nav class="crumbs" aria-label="breadcrumb">{s}</nav>')
         elif kind == "title":
-            out.append(f'<h1 class="text-2xl font-bold">{s}</h1>' if style != "brlines"
-                       else f'<div class="title"><span>{s}</span></div>')
+            out.append(
+                f'<h1 class="text-2xl font-bold">{s}</h1>'
+                if style != "brlines"
+                else f'<div class="title"><span>{s}</span></div>'
+            )
         elif kind in ("code", "tag"):
             out.append(f'<span class="badge">{s}</span>')
         elif kind == "heading":
@@ -689,27 +968,37 @@ def render_html(page: Page, rng: random.Random, style: str, canonical: str | Non
     if open_section:
         out.append("</div></details>" if style == "accordion" else "</dd></dl>")
     site = SITES[page.site][0]
-    head = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{E(title[:70])} | {site}</title>"]
+    head = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{E(title[:70])} | {site}</title>",
+    ]
     if canonical:
         head.append(f'<link rel="canonical" href="{E(canonical)}">')
     weight = rng.random() ** 2  # most sites are light, some carry heavy menus and inline CSS
     head.append(f"<style>{_css(rng, 3 + int(weight * 90))}</style>")
-    head.append('<script type="application/ld+json">{"@context":"https://schema.org","@type":"MedicalWebPage",'
-                f'"name":{json.dumps(title[:70])},"about":"Risks and Complications Summary"}}</script>')
-    head.append('<script>window.dataLayer=[];function gtag(){dataLayer.push(arguments)}gtag("js",new Date());'
-                'var labels=["Indications","Preparation","Recovery"];</script></head><body>')
-    top = (f'<header class="site-header"><a class="logo" href="/">{site}</a>'
-           '<form action="/search"><input name="q" placeholder="Search all medical codes"></form>'
-           f'<nav class="mega"><ul>{_links(rng, 4 + int(weight * 130), "nav-item")}</ul></nav></header>'
-           '<div id="cookie" role="dialog">We use cookies to improve your experience. <button>Accept</button>'
-           '</div><div class="layout"><main><article class="code-page">')
-    aside = f'<aside><h4>Popular codes</h4><ul>{_links(rng, int(weight * 40), "side")}</ul></aside>'
+    head.append(
+        '<script type="application/ld+json">{"@context":"https://schema.org","@type":"MedicalWebPage",'
+        f'"name":{json.dumps(title[:70])},"about":"Risks and Complications Summary"}}</script>'
+    )
+    head.append(
+        '<script>window.dataLayer=[];function gtag(){dataLayer.push(arguments)}gtag("js",new Date());'
+        'var labels=["Indications","Preparation","Recovery"];</script></head><body>'
+    )
+    top = (
+        f'<header class="site-header"><a class="logo" href="/">{site}</a>'
+        '<form action="/search"><input name="q" placeholder="Search all medical codes"></form>'
+        f'<nav class="mega"><ul>{_links(rng, 4 + int(weight * 130), "nav-item")}</ul></nav></header>'
+        '<div id="cookie" role="dialog">We use cookies to improve your experience. <button>Accept</button>'
+        '</div><div class="layout"><main><article class="code-page">'
+    )
+    aside = f"<aside><h4>Popular codes</h4><ul>{_links(rng, int(weight * 40), 'side')}</ul></aside>"
     foot_links = _links(rng, 4 + int(weight * 60), "f")
-    foot = (f'</article></main>{aside}</div><footer><ul class="cols">{foot_links}</ul>'
-            f"<p>Copyright 2026 {site}. Information only, not medical advice.</p>"
-            '<script>console.log("Similar Codes")</script></footer></body></html>')
+    foot = (
+        f'</article></main>{aside}</div><footer><ul class="cols">{foot_links}</ul>'
+        f"<p>Copyright 2026 {site}. Information only, not medical advice.</p>"
+        '<script>console.log("Similar Codes")</script></footer></body></html>'
+    )
     return "".join(head) + top + "\n".join(out) + foot
 
 
@@ -730,7 +1019,8 @@ def _bad(rng: random.Random, i: int) -> tuple[str, bytes]:
     body = "".join(f"<p>{E(w.paragraph())}</p>" for _ in range(rng.randint(2, 6)))
     return f"misc_about_{i:06d}.html", (
         f"<!DOCTYPE html><html><head><title>About us</title></head><body><h1>About our clinic</h1>{body}"
-        "</body></html>").encode()
+        "</body></html>"
+    ).encode()
 
 
 def _generate(out_dir: Path, n: int, seed: int) -> Counter[str]:
@@ -740,8 +1030,10 @@ def _generate(out_dir: Path, n: int, seed: int) -> Counter[str]:
     n_dup = n // 200  # 0.5% second copies of a code
     codes = _codes(master, n - n_bad - n_dup)
     sites = [master.randrange(len(SITES)) for _ in codes]
-    url_of = {code: _url(sites[j], sys_, code, _title(random.Random(f"{sys_}{code}"), sys_)[0])
-              for j, (sys_, code) in enumerate(codes)}
+    url_of = {
+        code: _url(sites[j], sys_, code, _title(random.Random(f"{sys_}{code}"), sys_)[0])
+        for j, (sys_, code) in enumerate(codes)
+    }
     slots: list[tuple[str, int]] = [("page", j) for j in range(len(codes))]
     slots += [("dup", master.randrange(len(codes))) for _ in range(n_dup)]
     slots += [("bad", j) for j in range(n_bad)]

@@ -322,7 +322,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-
 @pytest.mark.parametrize(
     "where",
     ["child_rows", "second_chunk", "rejects_table", "version_rename", "latest_switch", "latest_file"],

@@ -34,9 +34,24 @@ Kind = str  # "html" | "text" | "markdown"
 #: Leading bytes of common binary formats: PDF, PNG, GIF, JPEG, ZIP (docx, xlsx), gzip, ELF, zstd,
 #: bzip2, 7z, RAR, OLE (doc, xls), WebP/WAV (RIFF), Ogg, MP3 (ID3), WOFF, SQLite.
 _MAGIC = (
-    b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"\x7fELF",
-    b"\x28\xb5\x2f\xfd", b"BZh", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\xd0\xcf\x11\xe0", b"RIFF",
-    b"OggS", b"ID3", b"wOFF", b"wOF2", b"SQLite format 3\x00",
+    b"%PDF",
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x7fELF",
+    b"\x28\xb5\x2f\xfd",
+    b"BZh",
+    b"7z\xbc\xaf\x27\x1c",
+    b"Rar!\x1a\x07",
+    b"\xd0\xcf\x11\xe0",
+    b"RIFF",
+    b"OggS",
+    b"ID3",
+    b"wOFF",
+    b"wOF2",
+    b"SQLite format 3\x00",
 )
 #: Encodings never honoured when declared: not text encodings, or ones that turn bytes into markup.
 _REFUSED = frozenset(
