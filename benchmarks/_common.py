@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,24 +21,28 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _cached(name: str, what: str, make: Callable[[Path], object], cache: Path) -> Path:
+    """``cache/<name>``, made once by ``make(folder)`` (into a temporary folder, renamed into place)."""
+    target, done = cache / name, cache / f"{name}.done"
+    if done.exists() and target.is_dir():
+        return target
+    tmp = cache / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    print(f"generating {what} into {target} ...", file=sys.stderr, flush=True)
+    make(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    done.write_text(f"{time.perf_counter() - t0:.1f}s\n")
+    return target
+
+
 def corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE) -> Path:
     """The generated corpus of ``n`` pages for ``seed``, generated once and reused (``cache/corpus-...``)."""
     sys.path.insert(0, str(HERE))
     from gen_corpus import generate
 
-    target = cache / f"corpus-n{n}-s{seed}"
-    done = cache / f"corpus-n{n}-s{seed}.done"
-    if done.exists() and target.is_dir():
-        return target
-    tmp = cache / f".tmp-corpus-n{n}-s{seed}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    t0 = time.perf_counter()
-    print(f"generating {n} pages (seed {seed}) into {target} ...", file=sys.stderr, flush=True)
-    generate(tmp, n, seed)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    done.write_text(f"{time.perf_counter() - t0:.1f}s\n")
-    return target
+    return _cached(f"corpus-n{n}-s{seed}", f"{n} pages (seed {seed})", lambda d: generate(d, n, seed), cache)
 
 
 def real_corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE, source: Path | None = None) -> Path:
@@ -46,18 +51,12 @@ def real_corpus(n: int, seed: int, cache: Path = DEFAULT_CACHE, source: Path | N
     sys.path.insert(0, str(HERE))
     from gen_real_corpus import DEFAULT_SOURCE, generate
 
-    target = cache / f"real-n{n}-s{seed}"
-    done = cache / f"real-n{n}-s{seed}.done"
-    if done.exists() and target.is_dir():
-        return target
-    tmp = cache / f".tmp-real-n{n}-s{seed}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    print(f"generating {n} real-content pages (seed {seed}) into {target} ...", file=sys.stderr, flush=True)
-    generate(tmp, n, seed, source or DEFAULT_SOURCE)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    done.write_text("ok\n")
-    return target
+    return _cached(
+        f"real-n{n}-s{seed}",
+        f"{n} real-content pages (seed {seed})",
+        lambda d: generate(d, n, seed, source or DEFAULT_SOURCE),
+        cache,
+    )
 
 
 def page_files(raw: Path) -> list[Path]:
