@@ -30,7 +30,6 @@ from typing import Any
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.builder._lxml import LXMLTreeBuilder
 from bs4.element import PreformattedString
-from bs4.filter import ElementFilter
 from lxml import etree
 
 from pipeline.errors import RejectedPage
@@ -180,17 +179,19 @@ class _Builder:
             if tag in BOLD_TAGS:
                 self.bold += 1
                 self.ends.append(_BOLD)
-            elif tag == "a" and (attrs.get("href") or attrs.get(HREF_ALIAS)):
-                self.hrefs.append(str(attrs.get("href") or attrs[HREF_ALIAS]))
+            elif tag == "a" and (href := _href(attrs)):
+                self.hrefs.append(href)
                 self.ends.append(_HREF)
             elif tag == "span" and "style" in attrs and BOLD_STYLE.search(str(attrs["style"])):
                 self.bold += 1
                 self.ends.append(_BOLD)
             else:
-                if tag == "link" and "canonical" in str(attrs.get("rel", "")).split():
-                    href = attrs.get("href") or attrs.get(HREF_ALIAS)
-                    if href:
-                        self.meta.setdefault("canonical_url", str(href))
+                if (
+                    tag == "link"
+                    and "canonical" in str(attrs.get("rel", "")).split()
+                    and (href := _href(attrs))
+                ):
+                    self.meta.setdefault("canonical_url", href)
                 self.ends.append(_INLINE)
             return True
         if tag == "br":
@@ -603,24 +604,17 @@ def _words(blocks: list[Block]) -> int:
     return n
 
 
+def _href(attrs: dict[str, Any]) -> str | None:
+    """An element's ``href`` (under ``HREF_ALIAS`` when ``_region_markup`` carried it), or None."""
+    href = attrs.get("href") or attrs.get(HREF_ALIAS)
+    return str(href) if href else None
+
+
 def _cls(value: Any) -> str:
     return " ".join(value) if isinstance(value, list) else str(value)
 
 
 # -- engines ----------------------------------------------------------------------------------
-
-
-class _ContentRegion(ElementFilter):
-    """BeautifulSoup builds only the content region, the <title> and <link> tags."""
-
-    def allow_tag_creation(self, nsprefix: str | None, name: str, attrs: Any) -> bool:
-        return name in ("main", "article", "title", "link") or bool(attrs and attrs.get("role") == "main")
-
-    def allow_string_creation(self, string: str) -> bool:
-        return False
-
-
-_REGION_FILTER = _ContentRegion()
 
 
 _END = object()
@@ -667,9 +661,9 @@ def _region_markup(text: str) -> str | None:
     (``main``/``article``/``role=main``, outermost only), the ``<title>`` and the ``<link>``
     tags, cut out of the page by lxml's C parser and serialized in document order.
 
-    This is what ``parse_only=_REGION_FILTER`` keeps, but BeautifulSoup then never sees the site
-    chrome at all (with ``parse_only`` it still handles every chrome event in Python, at about
-    two thirds of the cost of building it). None when lxml finds no region."""
+    BeautifulSoup then never sees the site chrome at all (with a ``parse_only`` filter it would
+    still handle every chrome event in Python, at about two thirds of the cost of building it).
+    None when lxml finds no region."""
     root = etree.fromstring(text, etree.HTMLParser(recover=True, no_network=True))
     if root is None:
         return None
