@@ -276,3 +276,19 @@ def test_deeply_nested_items_are_kept_flattened_below_the_depth_limit() -> None:
     assert depth == MAX_ITEM_DEPTH
     assert len(rec.recovery) == 3000
     assert rec.recovery[-1] == "level 2999"
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/code/cpt4/63190", "/code/cpt4/63190"),
+        ("https://example.org/code/63190", "https://example.org/code/63190"),
+        ("javascript:alert(1)", None),
+        ("htt<ps://example.org/code/hcpcs/E0115", None),  # not a scheme: a first segment with ":"
+        ("code:63190/x", None),
+    ],
+)
+def test_similar_code_links_keep_only_web_links(href: str, expected: str | None) -> None:
+    from pipeline.normalize.record import link_url
+
+    assert link_url(href, None) == expected

@@ -134,7 +134,10 @@ def link_url(href: str | None, page_url: str | None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme.lower() in ("http", "https") or (not parts.scheme and not url.startswith("//")):
+    if parts.scheme.lower() in ("http", "https"):
+        return url
+    # a relative reference; RFC 3986 4.2: its first segment has no ":" ("htt<ps://x" is no web link)
+    if not parts.scheme and not url.startswith("//") and ":" not in url.split("/", 1)[0]:
         return url
     return None
 
