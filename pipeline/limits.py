@@ -88,20 +88,13 @@ class Limits:
 
 
 #: Limits already built, by the raw values of ``ENV_VARS`` they were built from (a few at most).
-_built: dict[tuple[str | bytes | None, ...], Limits] = {}
+_built: dict[tuple[str | None, ...], Limits] = {}
 _ENV_NAMES = tuple(ENV_VARS.values())
-_ENV_KEYS = tuple(os.fsencode(name) for name in _ENV_NAMES)
 
 
-def _env_values() -> tuple[str | bytes | None, ...]:
-    """The raw values of ``ENV_VARS`` (None: unset). ``os.environ.get`` of an unset name raises and
-    catches a KeyError inside; CPython's ``os.environ`` keeps its encoded items in a plain dict,
-    ``_data``, which answers the same in a tenth of the time. Any other mapping is asked normally."""
-    data = getattr(os.environ, "_data", None)
-    if type(data) is dict:
-        return tuple(data.get(key) for key in _ENV_KEYS)
-    env = os.environ
-    return tuple(env.get(name) for name in _ENV_NAMES)
+def _env_values() -> tuple[str | None, ...]:
+    """The raw values of ``ENV_VARS`` (None: unset)."""
+    return tuple(os.environ.get(name) for name in _ENV_NAMES)
 
 
 def current_limits() -> Limits:
@@ -112,11 +105,7 @@ def current_limits() -> Limits:
     values = _env_values()
     lim = _built.get(values)
     if lim is None:
-        env = {
-            name: os.fsdecode(value)
-            for name, value in zip(_ENV_NAMES, values, strict=True)
-            if value is not None
-        }
+        env = {name: value for name, value in zip(_ENV_NAMES, values, strict=True) if value is not None}
         lim = Limits.from_env(env)  # raises UsageError for a bad value: never cached
         if len(_built) >= 64:
             _built.clear()
