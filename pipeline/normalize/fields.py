@@ -63,6 +63,8 @@ _RANGE_LOWER = re.compile(_RANGE.pattern)
 _SINGLE_LOWER = re.compile(_SINGLE.pattern)
 _VAGUE_LOWER = re.compile(_VAGUE_RE.pattern)
 _VAGUE_WORDS = ("few", "couple", "several")
+_DIGIT = re.compile(r"\d")  # what ``_NUM`` needs first (any Unicode digit, as ``\d`` there)
+_NO_MATCH = re.compile(r"(?!)")
 #: Sentence breaks: whitespace after [.;!?], or newlines. Written as ``(?<=[.;!?])\s+|\n+`` it scans
 #: 3x slower: a pattern opening with a character class lets the engine skip to the next whitespace
 #: in C. Same splits (the whitespace run after the punctuation, or the newline run).
@@ -115,14 +117,15 @@ class _Lowered:
 def may_contain(text: str, words: tuple[str, ...]) -> bool:
     """False only when no case-insensitive pattern needing one of ``words`` (lower-case ASCII) can
     match ``text``: a cheap test before a slow ``re.I`` scan."""
-    low = text.lower()
+    return _hit(text, text.lower(), words)
+
+
+def _hit(text: str, low: str, words: tuple[str, ...]) -> bool:
+    """``may_contain(text, words)`` with ``low`` = ``text.lower()`` already at hand."""
     for w in words:
         if w in low:
             return True
     return not text.isascii() and not _FOLDS_TO_ASCII.isdisjoint(text)
-
-
-_may_contain = may_contain
 
 
 @dataclass
@@ -134,8 +137,9 @@ class Span:
     unit: str
 
 
-def _words_to_digits(text: str) -> str:
-    t = text.lower().replace("\u2013", "-").replace("\u2014", "-").replace("\u00a0", " ")
+def _words_to_digits(low: str) -> str:
+    """The lower-cased text with number words, "half an hour", "overnight", "an hour" as digits."""
+    t = low.replace("\u2013", "-").replace("\u2014", "-").replace("\u00a0", " ")
     if "half" in t:
         t = _HALF_HOUR.sub("30 minutes", t)
         t = _HOUR_AND_HALF.sub("1.5 hours", t)
@@ -173,17 +177,21 @@ def _key(word: str) -> str:
     return k.replace("\u017f", "s").replace("\u0131", "i").replace("\u0307", "")
 
 
-def find_spans(text: str, *, vague: bool = False) -> list[Span]:
-    """Every time amount in ``text``, in order of appearance."""
-    if not _may_contain(text, _UNIT_WORDS):
+def find_spans(text: str, *, vague: bool = False, low: str | None = None) -> list[Span]:
+    """Every time amount in ``text``, in order of appearance (``low``: ``text.lower()``, if at hand)."""
+    if low is None:
+        low = text.lower()
+    if not _hit(text, low, _UNIT_WORDS):
         return []
-    t = _words_to_digits(text)
+    t = _words_to_digits(low)
     if "\u0131" in t or "\u017f" in t:
         range_re, single_re, vague_re = _RANGE, _SINGLE, _VAGUE_RE
     else:
         range_re, single_re, vague_re = _RANGE_LOWER, _SINGLE_LOWER, _VAGUE_LOWER
     found: list[tuple[int, Span]] = []
     taken: list[tuple[int, int]] = []
+    if _DIGIT.search(t) is None:  # every match of the range and single patterns holds a digit
+        range_re = single_re = _NO_MATCH
 
     def free(m: re.Match[str]) -> bool:
         return all(m.end() <= a or m.start() >= b for a, b in taken)
@@ -207,7 +215,7 @@ def find_spans(text: str, *, vague: bool = False) -> list[Span]:
         v, u = float(m.group("a")), _UNITS[_key(m.group("ua"))]
         found.append((m.start(), _qualified(v, v, u, m.group("q"))))
         taken.append((m.start(), m.end()))
-    if vague and _may_contain(t, _VAGUE_WORDS):
+    if vague and _hit(t, t, _VAGUE_WORDS):
         for m in vague_re.finditer(t):
             if not free(m):
                 continue
@@ -269,10 +277,9 @@ def sentences(texts: Iterable[str]) -> list[str]:
 
 def section_texts(section: Section) -> list[str]:
     """The section's paragraphs, items ("Label: text") and subsections, as separate texts."""
-    out: list[str] = []
-    if section.text:
-        out.extend(section.text.split("\n\n"))
-    out.extend(_item_texts(section.items))
+    out: list[str] = section.text.split("\n\n") if section.text else []
+    if section.items:
+        _item_texts(section.items, out)
     for sub in section.subsections:  # each line keeps its sub-heading: "Anesthesia: None required."
         lines = [*(sub.text.split("\n\n") if sub.text else []), *_item_texts(sub.items)]
         if lines:
@@ -282,11 +289,14 @@ def section_texts(section: Section) -> list[str]:
     return out
 
 
-def _item_texts(items: list[Item]) -> list[str]:
-    out: list[str] = []
+def _item_texts(items: list[Item], out: list[str] | None = None) -> list[str]:
+    """The "Label: text" (or the text) of every item, nested ones after their parent; appended to ``out``."""
+    if out is None:
+        out = []
     for it in items:
         out.append(f"{it.label}: {it.text}" if it.label else it.text)
-        out.extend(_item_texts(it.items))
+        if it.items:
+            _item_texts(it.items, out)
     return out
 
 
@@ -296,10 +306,22 @@ class SectionTexts:
 
     def __init__(self, sections: list[Section]) -> None:
         self.sections = sections
+        by_key: dict[str, list[int]] = {}
+        for i, s in enumerate(sections):
+            by_key.setdefault(s.key, []).append(i)
+        self._by_key = by_key  # section key -> indexes, in page order
         self._texts: dict[int, list[str]] = {}  # section index -> section_texts
-        self._sentences: dict[int, list[str]] = {}  # section index -> sentences of section_texts
-        self._joined: dict[int, str] = {}  # section index -> its texts joined by newlines
+        self._sentences: dict[int, list[tuple[str, str]]] = {}  # index -> (sentence, lower-cased)
+        self._joined: dict[int, tuple[str, str]] = {}  # index -> texts joined by newlines, and lowered
         self._labels: list[tuple[str, str, int, Item | Subsection]] | None = None
+
+    def _indexes(self, keys: tuple[str, ...]) -> list[int]:
+        """Indexes of the sections with one of ``keys``, in page order."""
+        by_key = self._by_key
+        found = [i for k in keys if k in by_key for i in by_key[k]]
+        if len(found) > 1:
+            found.sort()
+        return found
 
     def _section_texts(self, i: int) -> list[str]:
         texts = self._texts.get(i)
@@ -307,33 +329,40 @@ class SectionTexts:
             texts = self._texts[i] = section_texts(self.sections[i])
         return texts
 
-    def _section_sentences(self, i: int) -> list[str]:
+    def _section_sentences(self, i: int) -> list[tuple[str, str]]:
         sents = self._sentences.get(i)
         if sents is None:
-            sents = self._sentences[i] = sentences(self._section_texts(i))
+            sents = self._sentences[i] = [(x, x.lower()) for x in sentences(self._section_texts(i))]
         return sents
 
     def _may_contain(self, i: int, words: tuple[str, ...]) -> bool:
         """``may_contain`` of the whole section: False means no sentence of it holds one of ``words``."""
         joined = self._joined.get(i)
         if joined is None:
-            joined = self._joined[i] = "\n".join(self._section_texts(i))
-        return _may_contain(joined, words)
+            text = "\n".join(self._section_texts(i))
+            joined = self._joined[i] = (text, text.lower())
+        return _hit(joined[0], joined[1], words)
 
     def _labelled(self) -> list[tuple[str, str, int, Item | Subsection]]:
         """(section key, label or sub-heading, 0 for an item / 1 for a subsection, the object) of every
         labelled item (nested ones too) and every subsection, in page order: what label queries read."""
         if self._labels is None:
             found: list[tuple[str, str, int, Item | Subsection]] = []
+            add = found.append
             for s in self.sections:
-                found.extend((s.key, it.label, 0, it) for it in _walk(s.items, []) if it.label)
-                found.extend((s.key, sub.heading, 1, sub) for sub in s.subsections)
+                key = s.key
+                if s.items:
+                    for it in _walk(s.items, []):
+                        if it.label:
+                            add((key, it.label, 0, it))
+                for sub in s.subsections:
+                    add((key, sub.heading, 1, sub))
             self._labels = found
         return self._labels
 
     def _label_texts(self, keys: tuple[str, ...], labels: str) -> list[str]:
         out: list[str] = []
-        for key, label, is_sub, obj in self._labelled():
+        for key, label, is_sub, obj in self._labels if self._labels is not None else self._labelled():
             if key in keys or not _label_hit(labels, label):
                 continue
             if not is_sub:
@@ -348,9 +377,8 @@ class SectionTexts:
         """Texts of the sections with these keys, plus items/subsections anywhere labelled ``labels``."""
         keys = tuple(keys)
         out: list[str] = []
-        for i, s in enumerate(self.sections):
-            if s.key in keys:
-                out.extend(self._section_texts(i))
+        for i in self._indexes(keys):
+            out.extend(self._section_texts(i))
         if labels:
             out.extend(self._label_texts(keys, labels))
         return [t for t in out if t]
@@ -361,13 +389,19 @@ class SectionTexts:
         """``sentences(self.texts(keys, labels))``, each section split once. With ``words``, sections
         that cannot hold any of them (``may_contain``) are left out: for a caller that skips every
         sentence without one, the result is the same, and most sections are then never split."""
-        keys = tuple(keys)
-        out: list[str] = []
-        for i, s in enumerate(self.sections):
-            if s.key in keys and (words is None or self._may_contain(i, words)):
+        return [x for x, _ in self.lowered(tuple(keys), labels, words)]
+
+    def lowered(
+        self, keys: tuple[str, ...], labels: str | None = None, words: tuple[str, ...] | None = None
+    ) -> list[tuple[str, str]]:
+        """``sentences(keys, labels, words)`` as (sentence, sentence lower-cased) pairs: each section's
+        sentences are split and lower-cased once for all the fields that read them."""
+        out: list[tuple[str, str]] = []
+        for i in self._indexes(keys):
+            if words is None or self._may_contain(i, words):
                 out.extend(self._section_sentences(i))
         if labels:
-            out.extend(sentences(self._label_texts(keys, labels)))
+            out.extend((x, x.lower()) for x in sentences(self._label_texts(keys, labels)))
         return out
 
 
@@ -411,8 +445,8 @@ def duration_minutes(
     """How long the procedure takes, from the Duration section (or a "Duration:" label elsewhere)."""
     tx = texts or SectionTexts(sections)
     # find_spans finds nothing in a sentence without a unit word
-    for sent in tx.sentences(("duration",), r"duration|time required|how long", _UNIT_WORDS):
-        for span in find_spans(sent, vague=True):
+    for sent, low in tx.lowered(("duration",), r"duration|time required|how long", _UNIT_WORDS):
+        for span in find_spans(sent, vague=True, low=low):
             if span.unit in ("s", "min", "h", "d"):
                 return _convert(span, "min")
     return None, None
@@ -443,19 +477,18 @@ def hospital_stay_days(
     keys = ("recovery", "setting", "duration", "procedure_description", "patient_experience", "summary")
     tx = texts or SectionTexts(sections)
     labels = r"hospital stay|length of stay|recovery"
-    for sent in tx.sentences(keys, labels, _STAY_WORDS):
-        if not _may_contain(sent, _STAY_WORDS) or not _STAY_L.search(sent):
+    for sent, low in tx.lowered(keys, labels, _STAY_WORDS):
+        if not _hit(sent, low, _STAY_WORDS) or not _STAY_L.search(sent, low):
             continue
-        for span in find_spans(sent):
+        for span in find_spans(sent, low=low):
             if span.unit in ("h",):
                 hi = span.hi if span.hi is not None else span.lo
                 if hi is not None and hi < 24:
                     return 0, 0
             if span.unit in ("h", "d", "w"):
                 return _convert(span, "d")
-    for s in tx.sentences(keys, labels, _SAME_DAY_WORDS):
-        if _may_contain(s, _SAME_DAY_WORDS):
-            low = s.lower()
+    for s, low in tx.lowered(keys, labels, _SAME_DAY_WORDS):
+        if _hit(s, low, _SAME_DAY_WORDS):
             if _SAME_DAY_L.search(s, low) and not _INPATIENT_L.search(s, low):
                 return 0, 0
     if care and not {"hospital", "inpatient"} & set(care):
@@ -479,14 +512,13 @@ def recovery_weeks(
     """Weeks until recovered, from the Recovery section (then Patient Experience)."""
     tx = texts or SectionTexts(sections)
     for keys in (("recovery",), ("patient_experience",)):
-        for sent in tx.sentences(keys, None, _RECOVER_WORDS):
-            low = sent.lower()
+        for sent, low in tx.lowered(keys, None, _RECOVER_WORDS):
             if not _RECOVER_L.search(sent, low) or _NOT_RECOVERY_L.search(sent, low):
                 continue
-            for span in find_spans(sent, vague=True):
+            for span in find_spans(sent, vague=True, low=low):
                 if span.unit in ("d", "w", "mo", "y"):
                     return _convert(span, "w")
-            if _IMMEDIATE_L.search(sent, low) and not find_spans(sent):
+            if _IMMEDIATE_L.search(sent, low) and not find_spans(sent, low=low):
                 return 0, 0
     return None, None
 
@@ -514,13 +546,13 @@ def fasting_hours(
 ) -> tuple[int | None, int | None]:
     """Hours of fasting before the procedure, from Preparation (0/0 when it says none is needed)."""
     tx = texts or SectionTexts(sections)
-    for sent in tx.sentences(("preparation",), r"pre-?procedure|instructions|preparation", _FAST_WORDS):
-        if not _may_contain(sent, _FAST_WORDS) or not _FAST_L.search(sent):
+    for sent, low in tx.lowered(("preparation",), r"pre-?procedure|instructions|preparation", _FAST_WORDS):
+        if not _hit(sent, low, _FAST_WORDS) or not _FAST_L.search(sent, low):
             continue
-        for span in find_spans(sent):
+        for span in find_spans(sent, low=low):
             if span.unit in ("min", "h"):  # "a diet and fasting regimen 1-3 days before" is no fast length
                 return _convert(span, "h")
-        if _NO_FAST_L.search(sent):
+        if _NO_FAST_L.search(sent, low):
             return 0, 0
     return None, None
 
@@ -548,6 +580,12 @@ _NO_ANESTHESIA = re.compile(
 
 # every match of the anesthesia patterns holds one of these (lower-cased)
 _ANESTHESIA_WORDS = ("esthe", "sedat", "block", "numbing", "twilight")
+# ... and, pattern by pattern, one of these: a substring test is far cheaper than the scan it skips
+_NO_ANESTHESIA_WORDS = ("esthe", "sedat")
+_TYPED_WORDS = tuple(_TYPE_WORDS.split("|"))
+_SEDATION_WORDS = ("sedat", "twilight", "monitored an")
+_BLOCK_WORDS = ("block",)
+_NUMB_WORDS = ("numbing",)
 _NO_ANESTHESIA_L, _NERVE_BLOCK_L = _Lowered(_NO_ANESTHESIA), _Lowered(_NERVE_BLOCK)
 _NUMB_L, _SEDATION_L, _TYPED_L = _Lowered(_NUMB), _Lowered(_SEDATION), _Lowered(_TYPED)
 
@@ -563,25 +601,25 @@ def anesthesia_types(sections: list[Section], *, texts: SectionTexts | None = No
             found.append(t)
 
     tx = texts or SectionTexts(sections)
-    for sent in tx.sentences(keys, r"an(?:a)?esthe|sedation", _ANESTHESIA_WORDS):
-        if not _may_contain(sent, _ANESTHESIA_WORDS):  # none of the patterns below can match
+    for sent, low in tx.lowered(keys, r"an(?:a)?esthe|sedation", _ANESTHESIA_WORDS):
+        if not _hit(sent, low, _ANESTHESIA_WORDS):  # none of the patterns below can match
             continue
-        low = sent.lower()
-        if _NO_ANESTHESIA_L.search(sent, low):
+        if _hit(sent, low, _NO_ANESTHESIA_WORDS) and _NO_ANESTHESIA_L.search(sent, low):
             negated = True
             continue
-        # the matches are only read lower-cased, so the lower-cased text gives the same words
-        typed = _TYPED.finditer(sent) if _folds(sent) else _TYPED_L.cs.finditer(low)
-        for m in typed:
-            for w in _TYPE_WORD.findall(m.group(0)):
-                add("local" if w.lower() == "topical" else w.lower())
-            if m.group(0).lower().endswith("sedation"):
-                add("sedation")
-        if _NERVE_BLOCK_L.search(sent, low):
+        if _hit(sent, low, _TYPED_WORDS):
+            # the matches are only read lower-cased, so the lower-cased text gives the same words
+            typed = _TYPED.finditer(sent) if _folds(sent) else _TYPED_L.cs.finditer(low)
+            for m in typed:
+                for w in _TYPE_WORD.findall(m.group(0)):
+                    add("local" if w.lower() == "topical" else w.lower())
+                if m.group(0).lower().endswith("sedation"):
+                    add("sedation")
+        if _hit(sent, low, _BLOCK_WORDS) and _NERVE_BLOCK_L.search(sent, low):
             add("regional")
-        if _NUMB_L.search(sent, low):
+        if _hit(sent, low, _NUMB_WORDS) and _NUMB_L.search(sent, low):
             add("local")
-        if _SEDATION_L.search(sent, low):
+        if _hit(sent, low, _SEDATION_WORDS) and _SEDATION_L.search(sent, low):
             add("sedation")
     return found or (["none"] if negated else [])
 
@@ -610,10 +648,19 @@ _SETTINGS = (
     ),
 )
 #: _SETTINGS for the lower-cased text (see _Lowered); the ASC acronym is matched in capitals, on the text
+#: every match of a setting's pattern holds one of its words (lower-cased): a cheap test before the scan
+_SETTING_WORDS = {
+    "hospital": ("hospital",),
+    "inpatient": ("inpatient",),
+    "outpatient": ("outpatient", "same", "day"),
+    "ambulatory_surgical_center": ("center", "centre"),
+    "clinic": ("clinic", "office", "practice", "primary care"),
+    "home": ("home", "self-administered"),
+}
 _SETTINGS_LOWERED = tuple(
-    (name, re.compile(_ASC_WORDS), _ASC_ACRONYM)
+    (name, _SETTING_WORDS[name], re.compile(_ASC_WORDS), _ASC_ACRONYM)
     if name == "ambulatory_surgical_center"
-    else (name, re.compile(rx.pattern, rx.flags & ~re.I), None)
+    else (name, _SETTING_WORDS[name], re.compile(rx.pattern, rx.flags & ~re.I), None)
     for name, rx in _SETTINGS
 )
 
@@ -622,13 +669,15 @@ def care_settings(sections: list[Section], *, texts: SectionTexts | None = None)
     """Where it is done (hospital, inpatient, outpatient, ambulatory_surgical_center, clinic, home)."""
     tx = texts or SectionTexts(sections)
     text = " ".join(tx.texts(("setting",), r"^(?:setting|location|care setting|where)"))
+    if not text:
+        return []
     if _folds(text):
         return [name for name, rx in _SETTINGS if rx.search(text)]
     low = text.lower()
     return [
         name
-        for name, rx, acronym in _SETTINGS_LOWERED
-        if rx.search(low) or (acronym and acronym.search(text))
+        for name, words, rx, acronym in _SETTINGS_LOWERED
+        if (_hit(text, low, words) and rx.search(low)) or (acronym and "ASC" in text and acronym.search(text))
     ]
 
 
