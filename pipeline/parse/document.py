@@ -85,6 +85,9 @@ def split_label(text: str) -> tuple[str | None, str]:
     A label is short (at most 8 words) and starts with a capital letter; anything else is
     returned as plain text (label None). A bare "Label:" returns ("Label", "").
     """
+    # what ``_LABEL`` needs, tested first (most texts have no label): an A-Z, then a colon within 61
+    if not ("A" <= text[:1] <= "Z") or text.find(":", 1, 62) < 0:
+        return None, text
     m = _LABEL.match(text)
     if not m:
         return None, text

@@ -77,6 +77,9 @@ BOLD_STYLE = re.compile(r"font-weight\s*:\s*(?:bold|[6-9]00)", re.I)
 #: A bullet or number starting a line of text: "• a", "- a", "1. a", "2) a".
 MARKER = re.compile(r"^(?:([•·▪◦‣∙*\-–])|(\d{1,3})[.)])\s+(?=\S)")
 GLYPH = re.compile(r"^[•·▪◦‣∙]\s*")
+#: The characters a ``MARKER`` match can start with, besides digits; ``GLYPH``'s
+_MARKER_FIRST = frozenset("•·▪◦‣∙*-–")
+_GLYPH_FIRST = frozenset("•·▪◦‣∙")
 #: Whole-bold lines longer than this are emphasis, not headings.
 MAX_BOLD_HEADING_WORDS = 12
 MAX_LINE_HEADING_WORDS = 8
@@ -100,6 +103,14 @@ _local = threading.local()
 
 # end-of-element actions kept on the builder's stack
 _INLINE, _BLOCK, _BOLD, _HREF, _PRE = 0, 1, 2, 3, 4
+#: Tags ``_Builder.start`` treats specially in some way; any other tag without attributes is a plain
+#: block (``_Builder._block``), the most common event, which ``start`` handles first.
+_SPECIAL_TAGS = (
+    INLINE_TAGS
+    | DROP_TAGS
+    | HEADING_TAGS.keys()
+    | {"br", "title", "header", "nav", "ul", "ol", "menu", "li", "main", "article", "pre"}
+)
 
 
 class _Line:
@@ -128,6 +139,9 @@ class _Sink:
         self.list: _ListCtx | None = None
 
     def text(self) -> tuple[str, str | None]:
+        if len(self.lines) == 1:  # the common case, without the generators
+            ln = self.lines[0]
+            return clean("".join(ln.parts)), ln.href
         href = next((ln.href for ln in self.lines if ln.href), None)
         return clean(" ".join("".join(ln.parts) for ln in self.lines)), href
 
@@ -175,6 +189,14 @@ class _Builder:
         if self.skip:
             self.skip += 1
             return False
+        if not attrs and tag not in _SPECIAL_TAGS:
+            # a plain block (<p>, <div>, <dd>, ...): what the checks below and ``_open`` come to
+            if self.sink is self.flow:
+                self._flush()
+            else:
+                self.sink.lines[-1].parts.append(" ")
+            self.ends.append(_BLOCK)
+            return True
         if tag in INLINE_TAGS:
             if tag in BOLD_TAGS:
                 self.bold += 1
@@ -292,7 +314,18 @@ class _Builder:
             if self.capture:
                 self.cap_parts.append(s)
             return
-        if self.pre and "\n" in s and self.sink is self.flow:
+        if not self.pre:  # ``_add(s)``, inline: the most common event
+            line = self.sink.lines[-1]
+            line.parts.append(s)
+            if not s.isspace():
+                if self.bold:
+                    line.bold = True
+                else:
+                    line.plain = True
+                if line.href is None and self.hrefs:
+                    line.href = self.hrefs[-1]
+            return
+        if "\n" in s and self.sink is self.flow:
             first, *rest = s.split("\n")
             self._add(first)
             for piece in rest:
@@ -311,19 +344,28 @@ class _Builder:
                 if title:
                     self.meta["html_title"] = title
             return
-        self._run(self.ends.pop())
+        act = self.ends.pop()
+        if act is _INLINE:
+            return
+        if act is _BLOCK:  # ``_run(_BLOCK)``, inline: the most common end
+            if self.sink is self.flow:
+                self._flush()
+            else:
+                self.sink.lines[-1].parts.append(" ")
+            return
+        self._run(act)
 
     def _run(self, act: Any) -> None:
         """Carry out an element's end action."""
-        if act == _INLINE:
+        if act is _INLINE:
             return
-        if act == _BLOCK:
+        if act is _BLOCK:
             self._boundary()
-        elif act == _BOLD:
+        elif act is _BOLD:
             self.bold -= 1
-        elif act == _HREF:
+        elif act is _HREF:
             self.hrefs.pop()
-        elif act == _PRE:
+        elif act is _PRE:
             self.pre -= 1
             self._boundary()
         else:
@@ -439,7 +481,8 @@ class _Builder:
                     self._line(text, not ln.plain, ln.href)
 
     def _line(self, text: str, bold: bool, href: str | None) -> None:
-        m = MARKER.match(text)
+        first = text[0]  # the text is clean() and not empty
+        m = MARKER.match(text) if first in _MARKER_FIRST or first.isdigit() else None
         if m:
             body = text[m.end() :]
             if m.group(1) == "•" and " • " in body:
@@ -494,7 +537,7 @@ class _Builder:
     def _end_item(self) -> None:
         s = self._pop_sink()
         text, href = s.text()
-        item = _item(GLYPH.sub("", text), href, s.children)
+        item = _item(GLYPH.sub("", text) if text[:1] in _GLYPH_FIRST else text, href, s.children)
         if item is not None and s.list is not None:
             s.list.items.append(item)
 
