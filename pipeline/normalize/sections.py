@@ -215,15 +215,18 @@ def iter_doc_items(items: list[DocItem]) -> Iterator[DocItem]:
             stack.append(iter(it.children))
 
 
-def _convert(items: list[DocItem], promoted: list[_Sub], depth: int = 0) -> tuple[list[Item], _Sub | None]:
+def _convert(
+    items: list[DocItem], promoted: list[_Sub], depth: int = 0, tidy: bool = False
+) -> tuple[list[Item], _Sub | None]:
     """Document items -> record items. Bare labels become subsections (appended to ``promoted``);
-    returns the items and the flattened subsection still open at the end of the list, if any."""
+    returns the items and the flattened subsection still open at the end of the list, if any.
+    ``tidy``: the texts and labels are already ``clean()`` (``Document.clean_texts``)."""
     if depth >= MAX_ITEM_DEPTH:
         items = [DocItem(i.text, i.label) for i in iter_doc_items(items)]
     out: list[Item] = []
     open_sub: _Sub | None = None
     for it in items:
-        text = clean(it.text)
+        text = it.text if tidy else clean(it.text)
         raw_label = it.label
         # is_bare_label(it) and _bare_heading(it), on the text cleaned once
         if (raw_label and not text) or (
@@ -232,13 +235,13 @@ def _convert(items: list[DocItem], promoted: list[_Sub], depth: int = 0) -> tupl
             sub = _Sub(heading=clean(raw_label) if raw_label else text.rstrip(":").rstrip())
             promoted.append(sub)
             if it.children:
-                sub.items, _ = _convert(it.children, promoted, depth + 1)
+                sub.items, _ = _convert(it.children, promoted, depth + 1, tidy)
                 open_sub = None
             else:
                 open_sub = sub
             continue
-        children = _convert(it.children, promoted, depth + 1)[0] if it.children else []
-        label = clean(raw_label) if raw_label else None
+        children = _convert(it.children, promoted, depth + 1, tidy)[0] if it.children else []
+        label = (raw_label if tidy else clean(raw_label)) if raw_label else None
         if not text and not label and not children:
             continue
         item = _new_item({"label": label or None, "text": text, "items": children})
@@ -262,6 +265,7 @@ class _Builder:
         self.vocab = vocab
         self.template = template_headings()
         self.skip = {clean(t).lower() for t in (doc.title, doc.code_line) if t}
+        self.tidy = doc.clean_texts
         self.preamble: list[str] = []
         self.drafts: list[SectionDraft] = []
         self.sub: _Sub | None = None
@@ -328,7 +332,7 @@ class _Builder:
         self.sub = None
 
     def paragraph(self, p: Paragraph) -> None:
-        text = clean(p.text)
+        text = p.text if self.tidy else clean(p.text)
         if not self.drafts:
             if not self._is_furniture_clean(text):
                 self.preamble.append(text)
@@ -345,7 +349,7 @@ class _Builder:
             self.preamble.extend(line for line in lines if not self._is_furniture_clean(line))
             return
         promoted: list[_Sub] = []
-        items, open_sub = _convert(lst.items, promoted)
+        items, open_sub = _convert(lst.items, promoted, 0, self.tidy)
         (self.sub if self.sub is not None else cur).items.extend(items)
         cur.subsections.extend(promoted)
         if open_sub is not None:

@@ -64,6 +64,10 @@ class Document:
     blocks: list[Block] = field(default_factory=list)
     #: extra facts a front end found: html <title>, canonical URL, breadcrumb, tag lines
     meta: dict[str, str] = field(default_factory=dict)
+    #: True when the front end guarantees that every Paragraph text and every Item text and label
+    #: (nested ones too) is already ``clean()`` (the HTML front end cleans each block it makes):
+    #: normalize then does not clean them a second time. False (clean them) for anything else.
+    clean_texts: bool = False
 
 
 _LABEL = re.compile(r"^([A-Z][^:]{0,60}?):\s*(.*)$", re.S)

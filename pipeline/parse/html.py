@@ -581,7 +581,7 @@ def _finish(blocks: list[Block], meta: dict[str, str]) -> Document:
                 meta["breadcrumb"] = b.text
                 continue
         out.append(b)
-    doc = Document(meta=meta)
+    doc = Document(meta=meta, clean_texts=True)  # _flush, _Sink.text and _item make clean texts
     h1 = next(
         (i for i, b in enumerate(out) if isinstance(b, Heading) and b.level == 1 and b.kind == "h"), None
     )
