@@ -197,6 +197,10 @@ class SearchIndexSink:
     def digest(line: bytes, rec: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         return digest(rec)
 
+    @staticmethod
+    def take(digest: tuple[tuple[Any, ...], tuple[Any, ...]]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return digest
+
     def add(self, line: bytes, digest: tuple[tuple[Any, ...], tuple[Any, ...]]) -> None:
         self._builder.add_digest(digest)
 

@@ -55,6 +55,7 @@ from pipeline.publish import gates as quality_gates
 from pipeline.publish.dedupe import Candidate, Folder
 from pipeline.publish.extras import file_entry, fsync_path
 from pipeline.publish.lock import out_dir_lock
+from pipeline.publish.prepare import first_error, invalid_record
 from pipeline.publish.versions import DEFAULT_KEEP, TMP_PREFIX, clean_leftovers, prune
 from pipeline.version import parser_version
 from schemas.models import Counts, FileEntry, Manifest, ProcedureRecord, Reject
@@ -143,28 +144,9 @@ def _reject_of(raw: Any) -> Reject:
         return Reject(
             source=str(source or "unknown"),
             stage="publish",
-            reason=f"malformed reject result ({_first_error(exc)})",
+            reason=f"malformed reject result ({first_error(exc)})",
             detail=repr(raw)[:300],
         )
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "record"
-    return f"{where}: {err.get('msg')}"
-
-
-def _invalid_record(raw: Any, exc: ValidationError) -> Reject:
-    src = raw.get("source") if isinstance(raw, dict) else None
-    src = src if isinstance(src, dict) else {}
-    name = src.get("path") or (raw.get("record_id") if isinstance(raw, dict) else None) or "unknown"
-    return Reject(
-        source=str(name),
-        stage="validate",
-        reason=f"invalid record ({_first_error(exc)})",
-        url=src.get("url") if isinstance(src.get("url"), str) else None,
-        sha256=src.get("sha256") if isinstance(src.get("sha256"), str) else None,
-    )
 
 
 def _write_version(
@@ -198,13 +180,25 @@ def _write_version(
             for result in results:
                 seen += 1
                 line: bytes | None = None
+                prepared = result.get("prepared") if isinstance(result, dict) and len(result) == 1 else None
+                if prepared is not None:
+                    # validated, dumped and digested in the worker (``prepare.py``)
+                    line, rid, path, fetched, url, sha, digests = prepared
+                    cand = Candidate(rid, path, fetched, url, sha)
+                    if folder.beats(cand):
+                        taken = [sink.take(d) for sink, d in zip(sinks, digests, strict=True)]
+                        blob = pickle.dumps((line, taken), protocol=pickle.HIGHEST_PROTOCOL)
+                        cand = Candidate(rid, path, fetched, url, sha, (spill.tell(), len(blob), len(line)))
+                        spill.write(blob)
+                    folder.add(cand)
+                    continue
                 if isinstance(result, dict) and set(result) == {"record_line"}:
                     # a record reused from the previous version: its JSON line as published there
                     line = bytes(result["record_line"])
                     try:
                         record = ProcedureRecord.model_validate_json(line)
                     except ValidationError as exc:
-                        rejects.append(_invalid_record(json.loads(line), exc))
+                        rejects.append(invalid_record(json.loads(line), exc))
                         continue
                 else:
                     if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
@@ -215,7 +209,7 @@ def _write_version(
                     try:
                         record = ProcedureRecord.model_validate(result["record"])
                     except ValidationError as exc:
-                        rejects.append(_invalid_record(result["record"], exc))
+                        rejects.append(invalid_record(result["record"], exc))
                         continue
                 src = record.source
                 cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
