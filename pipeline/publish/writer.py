@@ -39,8 +39,10 @@ import pickle
 import re
 import secrets
 import shutil
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -104,8 +106,13 @@ class _ParquetFile:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._writer.write_table(tables.to_table(rows, self.schema))
-            self.rows += len(rows)
+            self.write_table(tables.to_table(rows, self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        """One row group (nothing for an empty table)."""
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
 
     def close(self) -> FileEntry:
         self._writer.close()
@@ -237,33 +244,13 @@ def _write_version(
             similar = _ParquetFile(folder_path / "similar_codes.parquet", tables.SIMILAR_CODES_SCHEMA)
             jsonl = _JsonlFile(folder_path / "procedures.jsonl")
             ids = sorted(folder.winners)
-            start = 0
-            while start < len(ids):
-                rows: list[dict[str, Any]] = []
-                s_rows: list[dict[str, Any]] = []
-                i_rows: list[dict[str, Any]] = []
-                c_rows: list[dict[str, Any]] = []
-                size = 0
-                while start < len(ids) and len(rows) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
-                    offset, length, line_length = folder.winners[ids[start]].ref
-                    start += 1
-                    spill.seek(offset)
-                    line, digests = pickle.loads(spill.read(length))
-                    size += line_length
-                    jsonl.write(line)
-                    for sink, digest in zip(sinks, digests, strict=True):
-                        sink.add(line, digest)
-                    data = json.loads(line)
-                    having.update({s["key"] for s in data["sections"]})
-                    s, i, c = tables.child_rows(data)
-                    rows.append(tables.procedure_row(data))  # last: it changes ``data``
-                    s_rows += s
-                    i_rows += i
-                    c_rows += c
-                procedures.write(rows)
-                sections.write(s_rows)
-                items.write(i_rows)
-                similar.write(c_rows)
+            parquet = (procedures, sections, items, similar)
+            with _ChunkBuilder(len(ids)) as builder:
+                for lines in _chunks(ids, folder, spill, jsonl, sinks):
+                    for done in builder.submit(lines):
+                        _write_chunk(done, parquet, having)
+                for done in builder.drain():
+                    _write_chunk(done, parquet, having)
             for name, w in (
                 ("procedures.parquet", procedures),
                 ("procedures.jsonl", jsonl),
@@ -287,6 +274,96 @@ def _write_version(
     if plan is not None:
         files[LEDGER] = _write_ledger(folder_path / LEDGER, plan, folder, ids, rejects)
     return counts, files, dict(having)
+
+
+def _chunks(
+    ids: list[str], folder: Folder, spill: IO[bytes], jsonl: _JsonlFile, sinks: list[extras.Sink]
+) -> Iterator[list[bytes]]:
+    """The winners' lines in ``record_id`` order, in chunks of at most ``RECORDS_PER_CHUNK`` records or
+    ``CHUNK_BYTES`` of JSON; each line is written to ``procedures.jsonl`` and given to every sink
+    (with its digest) as its chunk is read."""
+    start = 0
+    while start < len(ids):
+        lines: list[bytes] = []
+        size = 0
+        while start < len(ids) and len(lines) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
+            offset, length, line_length = folder.winners[ids[start]].ref
+            start += 1
+            spill.seek(offset)
+            line, digests = pickle.loads(spill.read(length))
+            size += line_length
+            jsonl.write(line)
+            for sink, digest in zip(sinks, digests, strict=True):
+                sink.add(line, digest)
+            lines.append(line)
+        yield lines
+
+
+Chunk = tuple[pa.Table, pa.Table, pa.Table, pa.Table, list[str]]
+
+
+def _write_chunk(chunk: Chunk, parquet: tuple[_ParquetFile, ...], having: Counter[str]) -> None:
+    *parts, keys = chunk
+    for writer, table in zip(parquet, parts, strict=True):
+        writer.write_table(table)
+    having.update(keys)
+
+
+class _ChunkBuilder:
+    """Builds the chunks' tables (``tables.chunk_tables``) in order: in worker processes when there
+    are enough records for it to pay (the tables of a chunk cost ~0.3 ms a record to build, and
+    this is the serial tail of publishing, after every page is parsed), else here.
+
+    ``submit`` returns the chunks finished by then, in order; ``drain`` the rest. A pool that breaks
+    (a worker died) is dropped and its chunks are built here."""
+
+    IN_FLIGHT = 3
+
+    def __init__(self, records: int) -> None:
+        workers = min(2, os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1 and records >= POOL_MIN_RECORDS:
+            from pipeline.process import pool_context
+
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+        self._pending: deque[tuple[list[bytes], Future[Chunk] | None]] = deque()
+
+    def __enter__(self) -> _ChunkBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, lines: list[bytes]) -> list[Chunk]:
+        if self._pool is None:
+            return [tables.chunk_tables(lines)]
+        try:
+            future = self._pool.submit(tables.chunk_tables, lines)
+        except BrokenProcessPool:
+            future = None
+        self._pending.append((lines, future))
+        done: list[Chunk] = []
+        while len(self._pending) >= self.IN_FLIGHT:
+            done.append(self._next())
+        return done
+
+    def drain(self) -> list[Chunk]:
+        return [self._next() for _ in range(len(self._pending))]
+
+    def _next(self) -> Chunk:
+        lines, future = self._pending.popleft()
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                log.warning("a publishing worker died: building the rest of the tables here")
+        return tables.chunk_tables(lines)
+
+
+#: Below this many records the tables are built in the publishing process (a worker's start-up,
+#: pyarrow's import, costs more than it saves).
+POOL_MIN_RECORDS = 3 * RECORDS_PER_CHUNK
 
 
 def _write_ledger(path: Path, plan: Plan, folder: Folder, ids: list[str], rejects: list[Reject]) -> FileEntry:
