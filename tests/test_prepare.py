@@ -124,9 +124,12 @@ def test_a_staged_file_of_a_replaced_winner_is_rewritten(tmp_path: Path) -> None
     assert not any(stage.rglob("*.json"))  # moved in
 
 
+@pytest.mark.parametrize(("piece", "pieces"), [(250, [2, 2, 2, 2, 1]), (1, [1] * 9)])
 def test_chunk_tables_built_in_worker_processes_equal_those_built_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int, pieces: list[int]
 ) -> None:
+    """Chunks of 2 records built by the workers, whole or in pieces of one record joined again: the
+    same tables, one row group per chunk."""
     results = [record(f"{29870 + i}") for i in range(9)]
     monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 2)
     publish(results, tmp_path / "here", inputs=len(results))
@@ -138,9 +141,10 @@ def test_chunk_tables_built_in_worker_processes_equal_those_built_here(
             return super().submit(fn, *args, **kwargs)
 
     monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+    monkeypatch.setattr(writer._ChunkBuilder, "PIECE", piece)
     monkeypatch.setattr(writer, "ProcessPoolExecutor", CountingPool)
     publish(results, tmp_path / "pool", inputs=len(results))
-    assert submitted == [2, 2, 2, 2, 1]  # every chunk was built by a worker process
+    assert submitted == pieces  # every record's rows were built by a worker process
     for name in TABLES:
         a = pq.ParquetFile(tmp_path / "here" / "latest" / name)
         b = pq.ParquetFile(tmp_path / "pool" / "latest" / name)

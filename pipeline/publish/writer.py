@@ -311,13 +311,16 @@ def _write_chunk(chunk: Chunk, parquet: tuple[_ParquetFile, ...], having: Counte
 
 class _ChunkBuilder:
     """Builds the chunks' tables (``tables.chunk_tables``) in order: in worker processes when there
-    are enough records for it to pay (the tables of a chunk cost ~0.3 ms a record to build, and
-    this is the serial tail of publishing, after every page is parsed), else here.
+    are enough records for it to pay (the tables cost ~0.3 ms a record to build, and this is the
+    serial tail of publishing, after every page is parsed), else here.
 
-    ``submit`` returns the chunks finished by then, in order; ``drain`` the rest. A pool that breaks
-    (a worker died) is dropped and its chunks are built here."""
+    A chunk goes to the workers in pieces of at most ``PIECE`` records (both workers build one
+    chunk at once, and each holds little); its pieces' tables are joined into the chunk's one row
+    group. ``submit`` returns the chunks finished by then, in order; ``drain`` the rest. A pool
+    that breaks (a worker died) is dropped and the pieces it had are built here."""
 
-    IN_FLIGHT = 3
+    IN_FLIGHT = 2  # chunks
+    PIECE = 250
 
     def __init__(self, records: int) -> None:
         workers = min(2, os.cpu_count() or 1)
@@ -326,7 +329,7 @@ class _ChunkBuilder:
             from pipeline.process import pool_context
 
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
-        self._pending: deque[tuple[list[bytes], Future[Chunk] | None]] = deque()
+        self._pending: deque[list[tuple[list[bytes], Future[Chunk] | None]]] = deque()
 
     def __enter__(self) -> _ChunkBuilder:
         return self
@@ -338,13 +341,17 @@ class _ChunkBuilder:
     def submit(self, lines: list[bytes]) -> list[Chunk]:
         if self._pool is None:
             return [tables.chunk_tables(lines)]
-        try:
-            future = self._pool.submit(tables.chunk_tables, lines)
-        except BrokenProcessPool:
-            future = None
-        self._pending.append((lines, future))
+        pieces: list[tuple[list[bytes], Future[Chunk] | None]] = []
+        for i in range(0, len(lines), self.PIECE):
+            piece = lines[i : i + self.PIECE]
+            try:
+                future: Future[Chunk] | None = self._pool.submit(tables.chunk_tables, piece)
+            except BrokenProcessPool:
+                future = None
+            pieces.append((piece, future))
+        self._pending.append(pieces)
         done: list[Chunk] = []
-        while len(self._pending) >= self.IN_FLIGHT:
+        while len(self._pending) > self.IN_FLIGHT:
             done.append(self._next())
         return done
 
@@ -352,13 +359,21 @@ class _ChunkBuilder:
         return [self._next() for _ in range(len(self._pending))]
 
     def _next(self) -> Chunk:
-        lines, future = self._pending.popleft()
+        built = [self._built(piece, future) for piece, future in self._pending.popleft()]
+        if len(built) == 1:
+            return built[0]
+        parts = [pa.concat_tables([b[i] for b in built]) for i in range(4)]
+        keys = [k for b in built for k in b[4]]
+        return parts[0], parts[1], parts[2], parts[3], keys
+
+    @staticmethod
+    def _built(piece: list[bytes], future: Future[Chunk] | None) -> Chunk:
         if future is not None:
             try:
                 return future.result()
             except BrokenProcessPool:
                 log.warning("a publishing worker died: building the rest of the tables here")
-        return tables.chunk_tables(lines)
+        return tables.chunk_tables(piece)
 
 
 #: Below this many records the tables are built in the publishing process (a worker's start-up,
