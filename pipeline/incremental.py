@@ -301,7 +301,7 @@ def run(
     ``gates`` is a ``GateConfig``, a path to a gates file, or None (the defaults); ``keep`` how many
     versions to keep (None: the default, 10); ``wait`` how long to wait for another run's lock.
     """
-    from pipeline.process import iter_results
+    from pipeline.process import iter_results, staging_folder
     from pipeline.publish.lock import out_dir_lock
     from pipeline.publish.writer import new_run_id, publish
 
@@ -313,8 +313,9 @@ def run(
         size = max(1, batch_size)
         todo = the_plan.to_parse
         batches = [todo[i : i + size] for i in range(0, len(todo), size)]
-        results = iter_results(batches, raw_dir, workers=workers)
-        return publish(
-            results, out_dir, inputs=the_plan.inputs, run_id=run_id, keep=keep, gates=gates, force=force,
-            plan=the_plan,
-        )  # fmt: skip
+        with staging_folder() as stage:
+            results = iter_results(batches, raw_dir, workers=workers, stage=stage)
+            return publish(
+                results, out_dir, inputs=the_plan.inputs, run_id=run_id, keep=keep, gates=gates, force=force,
+                plan=the_plan,
+            )  # fmt: skip

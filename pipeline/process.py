@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import shutil
+import tempfile
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -98,13 +101,24 @@ def process_page(path: str, raw_dir: Path) -> dict[str, Any]:
     return {"record": data}
 
 
-def process_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
-    """Parse a batch of pages; one result per path, in order, and never an exception for a bad page."""
+def process_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> list[dict[str, Any]]:
+    """Parse a batch of pages; one result per path, in order, and never an exception for a bad page.
+
+    With ``stage`` (a folder; made when needed) each record comes prepared for publishing instead
+    (``pipeline.publish.prepare``: validated, dumped, digested, its app file written into ``stage``),
+    so that this work runs in the worker, not in the one process that publishes."""
     root = Path(raw_dir)
+    if stage is not None:
+        from pipeline.publish.prepare import prepare_record
+
+        staged = Path(stage)
     out: list[dict[str, Any]] = []
     for path in paths:
         try:
-            out.append(process_page(path, root))
+            result = process_page(path, root)
+            if stage is not None and "record" in result:
+                result = prepare_record(result["record"], staged)
+            out.append(result)
         except Exception as exc:  # noqa: BLE001 - e.g. a reject that fails its own validation
             reason, where = _internal(exc)
             out.append(reject_result(str(path), "parse", reason, detail=where))
@@ -122,7 +136,8 @@ def spool_batch(results: list[dict[str, Any]], path: str | Path) -> Spooled:
     (written by its worker or its parent, read back by its parent, then deleted)."""
     with open(path, "wb") as fh:
         pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return {"path": str(path), "results": len(results), "records": sum("record" in r for r in results)}
+    records = sum("record" in r or "prepared" in r for r in results)
+    return {"path": str(path), "results": len(results), "records": records}
 
 
 def load_spool(path: str | Path) -> list[dict[str, Any]]:
@@ -143,8 +158,17 @@ BatchFn = Callable[[list[str], str], list[dict[str, Any]]]
 
 def process_batch_to_file(fn: BatchFn, paths: list[str], raw_dir: str, path: str) -> Spooled:
     """``fn(paths, raw_dir)`` (``process_batch`` or a twin) in a worker, its results written to ``path``
-    by the worker itself: only the path and counts travel back to the parent."""
+    by the worker itself: only the path and counts travel back to the parent. ``process_batch``
+    prepares its records for publishing, app files staged in ``stage_folder(path)``."""
+    if fn is process_batch:
+        return spool_batch(process_batch(paths, raw_dir, stage=str(stage_folder(path))), path)
     return spool_batch(fn(paths, raw_dir), path)
+
+
+def stage_folder(spool_path: str | Path) -> Path:
+    """Where the batches spooled beside ``spool_path`` stage their app files (``json/`` of the
+    spool folder: publish moves it into the version, the spool folder goes with the run)."""
+    return Path(spool_path).parent / "json"
 
 
 def pool_context() -> BaseContext:
@@ -169,17 +193,21 @@ def _lost_batch(batch: list[str], exc: BaseException) -> list[dict[str, Any]]:
     return [reject_result(p, "parse", reason) for p in batch]
 
 
-def iter_results(batches: list[list[str]], raw_dir: Path, *, workers: int = 2) -> Iterator[dict[str, Any]]:
-    """Results of ``process_batch`` over ``batches``, in batch order.
+def iter_results(
+    batches: list[list[str]], raw_dir: Path, *, workers: int = 2, stage: Path | None = None
+) -> Iterator[dict[str, Any]]:
+    """Results of ``process_batch`` over ``batches``, in batch order (records prepared for publishing,
+    app files staged in ``stage``, when it is given).
 
     At most ``2 * workers`` batches are in flight, so results do not pile up in memory. A batch whose
     worker dies (e.g. a crash inside a C extension) is retried alone in a fresh process; if it kills
     that one too, its pages become rejects and the run goes on.
     """
     raw = str(raw_dir)
+    staged = None if stage is None else str(stage)
     if workers <= 1 or len(batches) <= 1:
         for batch in batches:
-            yield from process_batch(batch, raw)
+            yield from process_batch(batch, raw, staged)
         return
     pending: deque[list[str]] = deque(batches)
     in_flight: deque[tuple[list[str], Future[list[dict[str, Any]]]]] = deque()
@@ -188,7 +216,7 @@ def iter_results(batches: list[list[str]], raw_dir: Path, *, workers: int = 2) -
         while pending or in_flight:
             while pending and len(in_flight) < 2 * workers:
                 batch = pending.popleft()
-                in_flight.append((batch, executor.submit(process_batch, batch, raw)))
+                in_flight.append((batch, executor.submit(process_batch, batch, raw, staged)))
             batch, future = in_flight.popleft()
             try:
                 results = future.result()
@@ -196,7 +224,7 @@ def iter_results(batches: list[list[str]], raw_dir: Path, *, workers: int = 2) -
                 executor.shutdown(wait=True, cancel_futures=True)
                 suspects = [batch] + [b for b, _ in in_flight]
                 in_flight.clear()
-                yield from _solo(suspects[0], raw)
+                yield from _solo(suspects[0], raw, staged)
                 pending.extendleft(reversed(suspects[1:]))
                 executor = _pool(workers)
                 continue
@@ -207,11 +235,11 @@ def iter_results(batches: list[list[str]], raw_dir: Path, *, workers: int = 2) -
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _solo(batch: list[str], raw: str) -> list[dict[str, Any]]:
+def _solo(batch: list[str], raw: str, stage: str | None = None) -> list[dict[str, Any]]:
     """Run one batch in a fresh single-worker pool; its pages become rejects if that worker dies too."""
     with _pool(1) as solo:
         try:
-            return solo.submit(process_batch, batch, raw).result()
+            return solo.submit(process_batch, batch, raw, stage).result()
         except Exception as exc:  # noqa: BLE001
             return _lost_batch(batch, exc)
 
@@ -231,4 +259,17 @@ def run_local(
     paths = [p.relative_to(raw_dir).as_posix() for p in discover(raw_dir)]
     size = max(1, batch_size)
     batches = [paths[i : i + size] for i in range(0, len(paths), size)]
-    return publish(iter_results(batches, raw_dir, workers=workers), out_dir, inputs=len(paths), run_id=run_id)
+    with staging_folder() as stage:
+        results = iter_results(batches, raw_dir, workers=workers, stage=stage)
+        return publish(results, out_dir, inputs=len(paths), run_id=run_id)
+
+
+@contextmanager
+def staging_folder() -> Iterator[Path]:
+    """A private folder for the app files the workers write (``process_batch``'s ``stage``); publish
+    moves them into the version, the folder is removed on the way out."""
+    tmp = Path(tempfile.mkdtemp(prefix="procpipe-stage-"))
+    try:
+        yield tmp / "json"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

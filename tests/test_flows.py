@@ -246,6 +246,12 @@ def test_head_start_plan_is_dropped_when_the_out_folder_changed(sample_raw: Path
         head.close()
 
 
+def _unprepared(result: dict[str, Any]) -> dict[str, Any]:
+    """A spooled result as ``process_batch`` without a staging folder gives it: a record prepared
+    for publishing (``pipeline.publish.prepare``) back to its record dict."""
+    return {"record": json.loads(result["prepared"][0])} if "prepared" in result else result
+
+
 def _run_taken_over(head: Any, raw: Path) -> list[list[dict[str, Any]]]:
     """Let ``head`` start all its batches, claim it, and run every batch through its pool as the
     flow's tasks would: each batch's results, read from its file."""
@@ -261,7 +267,10 @@ def _run_taken_over(head: Any, raw: Path) -> list[list[dict[str, Any]]]:
     try:
         batches = flows._batches(head.plan.to_parse, head.batch_size)
         return [
-            load_spool(pool.run(batch, str(raw), str(folder / flows._spool_name(i)))["path"])
+            [
+                _unprepared(r)
+                for r in load_spool(pool.run(batch, str(raw), str(folder / flows._spool_name(i)))["path"])
+            ]
             for i, batch in enumerate(batches)
         ]
     finally:

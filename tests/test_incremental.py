@@ -62,9 +62,9 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = pipeline.process.process_batch
 
-    def counting(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+    def counting(paths: list[str], raw_dir: str, stage: str | None = None) -> list[dict[str, Any]]:
         seen.extend(paths)
-        return real(paths, raw_dir)
+        return real(paths, raw_dir, stage)
 
     monkeypatch.setattr(pipeline.process, "process_batch", counting)
     return seen

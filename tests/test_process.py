@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,11 +147,11 @@ def test_run_local_publishes_records_from_real_pages(tmp_path: Path, parser_read
     assert ids == ["cpt:63185", "cpt:63190", "cpt:63191"]
 
 
-def crashing_batch(paths: list[str], raw_dir: str) -> list[dict[str, object]]:
+def crashing_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> list[dict[str, object]]:
     """A worker that dies outright (as a segfault in a C extension would) on a page named crash*."""
     if any(Path(p).name.startswith("crash") for p in paths):
         os._exit(70)
-    return process_batch(paths, raw_dir)
+    return process_batch(paths, raw_dir, stage)
 
 
 def test_a_dying_worker_costs_only_its_own_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,13 +169,14 @@ def test_a_dying_worker_costs_only_its_own_batch(tmp_path: Path, monkeypatch: py
 
 
 def test_a_worker_writes_its_batch_file_and_returns_only_counts(tmp_path: Path) -> None:
-    """``process_batch_to_file`` in a pool worker: the file reads back to exactly what
-    ``process_batch`` returns; only the path and counts cross the process boundary."""
+    """``process_batch_to_file`` in a pool worker: the file reads back to what ``process_batch``
+    returns, each record prepared for publishing (its line is the record's JSON, its app file
+    staged beside the batch file); only the path and counts cross the process boundary."""
     from concurrent.futures import ProcessPoolExecutor
 
     raw = tmp_path / "raw"
-    paths = bad_inputs(raw) + ["page.txt"]
-    write(raw / "page.txt", PAGE)
+    paths = bad_inputs(raw) + ["site/cpt4/63185.txt"]
+    write(raw / "site" / "cpt4" / "63185.txt", PAGE)
     target = str(tmp_path / "batch.pickle")
     with ProcessPoolExecutor(max_workers=1, mp_context=process.pool_context()) as pool:
         spooled = pool.submit(process.process_batch_to_file, process_batch, paths, str(raw), target).result()
@@ -184,8 +186,17 @@ def test_a_worker_writes_its_batch_file_and_returns_only_counts(tmp_path: Path) 
         "results": len(paths),
         "records": sum("record" in r for r in expected),
     }
-    assert process.load_spool(target) == expected
-    assert list(process.read_spool([target, target])) == expected + expected
+    spooled_results = process.load_spool(target)
+    assert [unprepared(r) for r in spooled_results] == expected
+    assert list(process.read_spool([target, target])) == spooled_results + spooled_results
+    (record,) = [r["prepared"] for r in spooled_results if "prepared" in r]
+    staged = process.stage_folder(target) / "cpt" / "63185.json"
+    assert staged.read_bytes() == record[0]  # written by the worker: its line
+
+
+def unprepared(result: dict[str, Any]) -> dict[str, Any]:
+    """A prepared result as the record result it was made from (its line, parsed)."""
+    return {"record": json.loads(result["prepared"][0])} if "prepared" in result else result
 
 
 def test_pool_workers_start_with_the_parser_imported() -> None:

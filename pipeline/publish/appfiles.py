@@ -17,9 +17,11 @@ contract (its JSON Schema is ``schemas/app-index.schema.json``).
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -86,10 +88,46 @@ def _syncfs(path: Path) -> bool:
         os.close(fd)
 
 
+#: A record's app-file digest: (system, code, title, path relative to ``json/``, sha256 of the line,
+#: its size, the staging folder it was written into or None, whether the file is written there).
+AppDigest = tuple[str, str, "str | None", str, str, int, "str | None", bool]
+
+_made_dirs: set[str] = set()  # staging folders' system folders this worker process has made
+
+
+def prepare(line: bytes, rec: dict[str, Any], stage: Path | None) -> AppDigest:
+    """The record's digest, made in a worker; with ``stage``, its file is written there too
+    (``<stage>/<system>/<code>.json``), unless a file of that name is there already (another page of
+    the same code, or an earlier try of this batch): publish then writes the file itself."""
+    system, code = rec["code_system"], rec["code"]
+    rel = f"{system}/{code}.json"
+    written = False
+    if stage is not None:
+        folder = f"{stage}/{system}"
+        if folder not in _made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            _made_dirs.add(folder)
+        try:
+            with open(f"{stage}/{rel}", "xb") as fh:
+                fh.write(line)
+            written = True
+        except FileExistsError:
+            pass
+    sha = hashlib.sha256(line).hexdigest()
+    return system, code, rec.get("title"), rel, sha, len(line), None if stage is None else str(stage), written
+
+
 class AppFilesSink:
     """Publish-time writer fed by the record stream (``record_id`` order): each record's line goes to
     ``json/<system>/<code>.json`` and its index entry straight to ``json/index.json``, so neither
     the records nor the index are held in memory or read back from ``procedures.jsonl``.
+
+    A record prepared in a worker (``prepare``) had its file written into a staging folder; when
+    pass 2 begins (every batch is in, no worker writes any more) the staging folders move into
+    ``json/`` (one rename per code system when nothing is there yet). A file is written (again) in
+    pass 2 when its worker could not write it, or when its code had more than one winning page in
+    pass 1: the file there may be another page's. Records digested here (``digest``: reused from the
+    previous version, or results that did not come prepared) have their file written at once.
 
     ``index.json`` is written as ``json.dumps(entries, ensure_ascii=False, indent=1)`` would write
     the whole list (the format readers have always had), one entry at a time.
@@ -100,32 +138,79 @@ class AppFilesSink:
         self.root.mkdir(exist_ok=True)
         self.count = 0
         self._made: set[str] = set()
+        self._stages: set[str] = set()
+        self._seen: set[str] = set()
+        self._again: set[str] = set()  # codes with more than one winning page in pass 1
+        self._merged = False
         self._index: IO[str] = (self.root / INDEX_NAME).open("w", encoding="utf-8")
 
-    def digest(self, line: bytes, rec: dict[str, Any]) -> tuple[str, str, str | None, str]:
-        """Write the record's own file now (publish calls this while the workers still parse; a
-        later winner for the same code overwrites it); the index entry waits for ``add``."""
-        system, code = rec["code_system"], rec["code"]
+    def _note(self, rel: str) -> None:
+        if rel in self._seen:
+            self._again.add(rel)
+        else:
+            self._seen.add(rel)
+
+    def _write(self, system: str, rel: str, line: bytes) -> None:
         if system not in self._made:
             (self.root / system).mkdir(exist_ok=True)
             self._made.add(system)
-        rel = f"{system}/{code}.json"
         with open(self.root / rel, "wb") as fh:
             fh.write(line)
-        return system, code, rec.get("title"), rel
 
-    def add(self, line: bytes, digest: tuple[str, str, str | None, str]) -> None:
-        """The record's entry in ``json/index.json`` (in ``record_id`` order)."""
-        system, code, title, rel = digest
+    def digest(self, line: bytes, rec: dict[str, Any]) -> AppDigest:
+        """Write the record's own file now (publish calls this while the workers still parse; a
+        later winner for the same code overwrites it); the index entry waits for ``add``."""
+        system, code, title, rel, sha, size, _, _ = prepare(line, rec, None)
+        self._note(rel)
+        self._write(system, rel, line)
+        return system, code, title, rel, sha, size, None, True
+
+    def take(self, digest: AppDigest) -> AppDigest:
+        """A digest made in a worker (``prepare``): its staging folder is moved in at pass 2."""
+        self._note(digest[3])
+        if digest[6] is not None:
+            self._stages.add(digest[6])
+        return digest
+
+    def _merge_stages(self) -> None:
+        """Move the staging folders' files into ``json/`` (once, when pass 1 is over)."""
+        self._merged = True
+        for stage in sorted(self._stages):
+            if not os.path.isdir(stage):
+                continue
+            with os.scandir(stage) as systems:
+                for entry in sorted(systems, key=lambda e: e.name):
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                    dst = self.root / entry.name
+                    if entry.name not in self._made and not dst.exists():
+                        _move(entry.path, dst)
+                    else:
+                        with os.scandir(entry.path) as files:
+                            for f in files:
+                                _move(f.path, dst / f.name)
+                        os.rmdir(entry.path)
+                    self._made.add(entry.name)
+
+    def add(self, line: bytes, digest: AppDigest) -> None:
+        """The record's entry in ``json/index.json`` (in ``record_id`` order); its file, when the one
+        in place may not be this line."""
+        if not self._merged:
+            self._merge_stages()
+        system, code, title, rel, sha, size, _, written = digest
+        if not written or rel in self._again:
+            self._write(system, rel, line)
         self._index.write(
             ("[\n {" if not self.count else ",\n {")
             + f'\n  "code": {_json(code)},\n  "system": {_json(system)},'
             + f'\n  "title": {"null" if title is None else _json(title)},\n  "path": {_json(rel)},'
-            + f'\n  "sha256": "{hashlib.sha256(line).hexdigest()}",\n  "bytes": {len(line)}\n }}'
+            + f'\n  "sha256": "{sha}",\n  "bytes": {size}\n }}'
         )
         self.count += 1
 
     def close(self) -> dict[str, FileEntry]:
+        if not self._merged:
+            self._merge_stages()
         self._index.write("\n]\n" if self.count else "[]\n")
         self._index.close()
         index = self.root / INDEX_NAME
@@ -134,6 +219,18 @@ class AppFilesSink:
 
     def abort(self) -> None:
         self._index.close()
+
+
+def _move(src: str, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` (replacing a file there); a copy across file systems."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        if dst.is_file():
+            dst.unlink()
+        shutil.move(src, dst)
 
 
 def write_app_files(folder: Path) -> dict[str, FileEntry]:

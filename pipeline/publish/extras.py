@@ -9,7 +9,11 @@ lists and hashes those files too:
   its code so far (``line``: its line of procedures.jsonl, ``record``: its parsed JSON, not to be
   changed; returns the small picklable part the sink needs; it runs while the workers still parse,
   and may be called again for the same code when a later page wins), then ``add(line, digest)``
-  for each published record in ``record_id`` order;
+  for each published record in ``record_id`` order. A record prepared in a worker
+  (``prepare.py``) comes with its digest already made there by the sink's *preparer* (``PREPARERS``,
+  in the order of ``SINKS``: ``prepare(line, record, stage)``, where ``stage`` is a folder the
+  preparer may write into, or None); publish hands such a digest to ``take(digest)`` instead of
+  calling ``digest``, and ``take`` returns what ``add`` gets;
 - a folder writer (``WRITERS``) takes the finished version folder (procedures.jsonl, the Parquet
   tables, rejects and duplicates) after the tables. Writers run in the order of ``WRITERS``;
   ``LAST`` (the Frictionless data package, which describes the tables found in the folder) always
@@ -39,6 +43,8 @@ class Sink(Protocol):
     """A derived file written from the record stream (see the module's docstring)."""
 
     def digest(self, line: bytes, record: dict[str, Any]) -> Any: ...
+
+    def take(self, digest: Any) -> Any: ...
 
     def add(self, line: bytes, digest: Any) -> None: ...
 
@@ -92,6 +98,25 @@ def _datapackage(folder: Path) -> dict[str, FileEntry]:
 
 #: Fed while the tables are written: the search index, the app files.
 SINKS: list[Callable[[Path], Sink]] = [_search_index, _app_files]
+
+
+def _prepare_search_index(line: bytes, record: dict[str, Any], stage: Path | None) -> Any:
+    from pipeline.publish.search_index import digest
+
+    return digest(record)
+
+
+def _prepare_app_files(line: bytes, record: dict[str, Any], stage: Path | None) -> Any:
+    from pipeline.publish.appfiles import prepare
+
+    return prepare(line, record, stage)
+
+
+#: Each sink's digest made in a worker, in the order of ``SINKS`` (see the module's docstring).
+PREPARERS: list[Callable[[bytes, dict[str, Any], Path | None], Any]] = [
+    _prepare_search_index,
+    _prepare_app_files,
+]
 #: Run on the folder after the tables (and after the sinks closed).
 WRITERS: list[Writer] = []
 #: Runs after every writer in ``WRITERS``: it describes the Parquet files written before it.

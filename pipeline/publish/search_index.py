@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +112,19 @@ class IndexBuilder:
         if index_path.exists():
             index_path.unlink()
         self.path, self.count = index_path, 0
-        self._db = sqlite3.connect(index_path)
+        # inserts run in one background thread (sqlite tokenizes with the GIL released, so indexing
+        # overlaps the rest of publishing); the connection is used by one thread at a time
+        self._db = sqlite3.connect(index_path, check_same_thread=False)
         self._docs: list[tuple[Any, ...]] = []
         self._fts: list[tuple[Any, ...]] = []
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="procpipe-search-index")
+        self._pending: deque[Future[None]] = deque()
         try:
             self._db.execute("PRAGMA journal_mode = OFF")  # a half-written index dies with its folder
             self._db.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
             create_schema(self._db)
         except BaseException:
+            self._thread.shutdown()
             self._db.close()
             raise
 
@@ -132,21 +139,36 @@ class IndexBuilder:
         self._docs.append((n, *doc))
         self._fts.append((n, *fts))
         if len(self._docs) >= _BATCH:
-            _flush(self._db, self._docs, self._fts)
+            self._send()
+
+    def _send(self) -> None:
+        """Hand the rows gathered so far to the insert thread (at most two batches wait there)."""
+        docs, fts = self._docs, self._fts
+        self._docs, self._fts = [], []
+        while len(self._pending) >= 2:
+            self._pending.popleft().result()  # raises what the insert raised
+        self._pending.append(self._thread.submit(_flush, self._db, docs, fts))
+
+    def _wait(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
 
     def close(self) -> int:
         """Finish the index (meta, optimize, commit); returns the number of records."""
         try:
+            self._wait()
             _flush(self._db, self._docs, self._fts)
             self._db.execute("INSERT INTO meta VALUES ('records', ?)", (str(self.count),))
             self._db.execute("INSERT INTO fts(fts) VALUES ('optimize')")
             self._db.commit()
         finally:
+            self._thread.shutdown(cancel_futures=True)
             self._db.close()
         return self.count
 
     def abort(self) -> None:
         """Drop the connection without finishing (the folder is being thrown away)."""
+        self._thread.shutdown(cancel_futures=True)
         self._db.close()
 
 
@@ -196,6 +218,10 @@ class SearchIndexSink:
     @staticmethod
     def digest(line: bytes, rec: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         return digest(rec)
+
+    @staticmethod
+    def take(digest: tuple[tuple[Any, ...], tuple[Any, ...]]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return digest
 
     def add(self, line: bytes, digest: tuple[tuple[Any, ...], tuple[Any, ...]]) -> None:
         self._builder.add_digest(digest)

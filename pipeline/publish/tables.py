@@ -13,6 +13,7 @@ The child tables follow dlt's style: nested lists become flat tables keyed to th
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Iterable
 from datetime import datetime
@@ -246,3 +247,29 @@ def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     rows = list(rows)
     columns = {name: [row.get(name) for row in rows] for name in schema.names}
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def chunk_tables(lines: list[bytes]) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, list[str]]:
+    """The ``procedures``, ``sections``, ``items`` and ``similar_codes`` rows of a chunk of validated
+    record lines (lines of ``procedures.jsonl``, in order) as tables, and the section keys of each
+    record (each key once per record), for section coverage. Pure: publish may run it in a worker."""
+    rows: list[dict[str, Any]] = []
+    s_rows: list[dict[str, Any]] = []
+    i_rows: list[dict[str, Any]] = []
+    c_rows: list[dict[str, Any]] = []
+    keys: list[str] = []
+    for line in lines:
+        data = json.loads(line)
+        keys.extend({s["key"] for s in data["sections"]})
+        s, i, c = child_rows(data)
+        rows.append(procedure_row(data))  # last: it changes ``data``
+        s_rows += s
+        i_rows += i
+        c_rows += c
+    return (
+        to_table(rows, PROCEDURES_SCHEMA),
+        to_table(s_rows, SECTIONS_SCHEMA),
+        to_table(i_rows, ITEMS_SCHEMA),
+        to_table(c_rows, SIMILAR_CODES_SCHEMA),
+        keys,
+    )

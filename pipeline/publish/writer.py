@@ -39,8 +39,10 @@ import pickle
 import re
 import secrets
 import shutil
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -55,6 +57,7 @@ from pipeline.publish import gates as quality_gates
 from pipeline.publish.dedupe import Candidate, Folder
 from pipeline.publish.extras import file_entry, fsync_path
 from pipeline.publish.lock import out_dir_lock
+from pipeline.publish.prepare import first_error, invalid_record
 from pipeline.publish.versions import DEFAULT_KEEP, TMP_PREFIX, clean_leftovers, prune
 from pipeline.version import parser_version
 from schemas.models import Counts, FileEntry, Manifest, ProcedureRecord, Reject
@@ -103,8 +106,13 @@ class _ParquetFile:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._writer.write_table(tables.to_table(rows, self.schema))
-            self.rows += len(rows)
+            self.write_table(tables.to_table(rows, self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        """One row group (nothing for an empty table)."""
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
 
     def close(self) -> FileEntry:
         self._writer.close()
@@ -143,28 +151,9 @@ def _reject_of(raw: Any) -> Reject:
         return Reject(
             source=str(source or "unknown"),
             stage="publish",
-            reason=f"malformed reject result ({_first_error(exc)})",
+            reason=f"malformed reject result ({first_error(exc)})",
             detail=repr(raw)[:300],
         )
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "record"
-    return f"{where}: {err.get('msg')}"
-
-
-def _invalid_record(raw: Any, exc: ValidationError) -> Reject:
-    src = raw.get("source") if isinstance(raw, dict) else None
-    src = src if isinstance(src, dict) else {}
-    name = src.get("path") or (raw.get("record_id") if isinstance(raw, dict) else None) or "unknown"
-    return Reject(
-        source=str(name),
-        stage="validate",
-        reason=f"invalid record ({_first_error(exc)})",
-        url=src.get("url") if isinstance(src.get("url"), str) else None,
-        sha256=src.get("sha256") if isinstance(src.get("sha256"), str) else None,
-    )
 
 
 def _write_version(
@@ -198,13 +187,25 @@ def _write_version(
             for result in results:
                 seen += 1
                 line: bytes | None = None
+                prepared = result.get("prepared") if isinstance(result, dict) and len(result) == 1 else None
+                if prepared is not None:
+                    # validated, dumped and digested in the worker (``prepare.py``)
+                    line, rid, path, fetched, url, sha, digests = prepared
+                    cand = Candidate(rid, path, fetched, url, sha)
+                    if folder.beats(cand):
+                        taken = [sink.take(d) for sink, d in zip(sinks, digests, strict=True)]
+                        blob = pickle.dumps((line, taken), protocol=pickle.HIGHEST_PROTOCOL)
+                        cand = Candidate(rid, path, fetched, url, sha, (spill.tell(), len(blob), len(line)))
+                        spill.write(blob)
+                    folder.add(cand)
+                    continue
                 if isinstance(result, dict) and set(result) == {"record_line"}:
                     # a record reused from the previous version: its JSON line as published there
                     line = bytes(result["record_line"])
                     try:
                         record = ProcedureRecord.model_validate_json(line)
                     except ValidationError as exc:
-                        rejects.append(_invalid_record(json.loads(line), exc))
+                        rejects.append(invalid_record(json.loads(line), exc))
                         continue
                 else:
                     if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
@@ -215,7 +216,7 @@ def _write_version(
                     try:
                         record = ProcedureRecord.model_validate(result["record"])
                     except ValidationError as exc:
-                        rejects.append(_invalid_record(result["record"], exc))
+                        rejects.append(invalid_record(result["record"], exc))
                         continue
                 src = record.source
                 cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
@@ -243,33 +244,13 @@ def _write_version(
             similar = _ParquetFile(folder_path / "similar_codes.parquet", tables.SIMILAR_CODES_SCHEMA)
             jsonl = _JsonlFile(folder_path / "procedures.jsonl")
             ids = sorted(folder.winners)
-            start = 0
-            while start < len(ids):
-                rows: list[dict[str, Any]] = []
-                s_rows: list[dict[str, Any]] = []
-                i_rows: list[dict[str, Any]] = []
-                c_rows: list[dict[str, Any]] = []
-                size = 0
-                while start < len(ids) and len(rows) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
-                    offset, length, line_length = folder.winners[ids[start]].ref
-                    start += 1
-                    spill.seek(offset)
-                    line, digests = pickle.loads(spill.read(length))
-                    size += line_length
-                    jsonl.write(line)
-                    for sink, digest in zip(sinks, digests, strict=True):
-                        sink.add(line, digest)
-                    data = json.loads(line)
-                    having.update({s["key"] for s in data["sections"]})
-                    s, i, c = tables.child_rows(data)
-                    rows.append(tables.procedure_row(data))  # last: it changes ``data``
-                    s_rows += s
-                    i_rows += i
-                    c_rows += c
-                procedures.write(rows)
-                sections.write(s_rows)
-                items.write(i_rows)
-                similar.write(c_rows)
+            parquet = (procedures, sections, items, similar)
+            with _ChunkBuilder(len(ids)) as builder:
+                for lines in _chunks(ids, folder, spill, jsonl, sinks):
+                    for done in builder.submit(lines):
+                        _write_chunk(done, parquet, having)
+                for done in builder.drain():
+                    _write_chunk(done, parquet, having)
             for name, w in (
                 ("procedures.parquet", procedures),
                 ("procedures.jsonl", jsonl),
@@ -293,6 +274,111 @@ def _write_version(
     if plan is not None:
         files[LEDGER] = _write_ledger(folder_path / LEDGER, plan, folder, ids, rejects)
     return counts, files, dict(having)
+
+
+def _chunks(
+    ids: list[str], folder: Folder, spill: IO[bytes], jsonl: _JsonlFile, sinks: list[extras.Sink]
+) -> Iterator[list[bytes]]:
+    """The winners' lines in ``record_id`` order, in chunks of at most ``RECORDS_PER_CHUNK`` records or
+    ``CHUNK_BYTES`` of JSON; each line is written to ``procedures.jsonl`` and given to every sink
+    (with its digest) as its chunk is read."""
+    start = 0
+    while start < len(ids):
+        lines: list[bytes] = []
+        size = 0
+        while start < len(ids) and len(lines) < RECORDS_PER_CHUNK and size < CHUNK_BYTES:
+            offset, length, line_length = folder.winners[ids[start]].ref
+            start += 1
+            spill.seek(offset)
+            line, digests = pickle.loads(spill.read(length))
+            size += line_length
+            jsonl.write(line)
+            for sink, digest in zip(sinks, digests, strict=True):
+                sink.add(line, digest)
+            lines.append(line)
+        yield lines
+
+
+Chunk = tuple[pa.Table, pa.Table, pa.Table, pa.Table, list[str]]
+
+
+def _write_chunk(chunk: Chunk, parquet: tuple[_ParquetFile, ...], having: Counter[str]) -> None:
+    *parts, keys = chunk
+    for writer, table in zip(parquet, parts, strict=True):
+        writer.write_table(table)
+    having.update(keys)
+
+
+class _ChunkBuilder:
+    """Builds the chunks' tables (``tables.chunk_tables``) in order: in worker processes when there
+    are enough records for it to pay (the tables cost ~0.3 ms a record to build, and this is the
+    serial tail of publishing, after every page is parsed), else here.
+
+    A chunk goes to the workers in pieces of at most ``PIECE`` records (both workers build one
+    chunk at once, and each holds little); its pieces' tables are joined into the chunk's one row
+    group. ``submit`` returns the chunks finished by then, in order; ``drain`` the rest. A pool
+    that breaks (a worker died) is dropped and the pieces it had are built here."""
+
+    IN_FLIGHT = 2  # chunks
+    PIECE = 250
+
+    def __init__(self, records: int) -> None:
+        workers = min(2, os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1 and records >= POOL_MIN_RECORDS:
+            from pipeline.process import pool_context
+
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+        self._pending: deque[list[tuple[list[bytes], Future[Chunk] | None]]] = deque()
+
+    def __enter__(self) -> _ChunkBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, lines: list[bytes]) -> list[Chunk]:
+        if self._pool is None:
+            return [tables.chunk_tables(lines)]
+        pieces: list[tuple[list[bytes], Future[Chunk] | None]] = []
+        for i in range(0, len(lines), self.PIECE):
+            piece = lines[i : i + self.PIECE]
+            try:
+                future: Future[Chunk] | None = self._pool.submit(tables.chunk_tables, piece)
+            except BrokenProcessPool:
+                future = None
+            pieces.append((piece, future))
+        self._pending.append(pieces)
+        done: list[Chunk] = []
+        while len(self._pending) > self.IN_FLIGHT:
+            done.append(self._next())
+        return done
+
+    def drain(self) -> list[Chunk]:
+        return [self._next() for _ in range(len(self._pending))]
+
+    def _next(self) -> Chunk:
+        built = [self._built(piece, future) for piece, future in self._pending.popleft()]
+        if len(built) == 1:
+            return built[0]
+        parts = [pa.concat_tables([b[i] for b in built]) for i in range(4)]
+        keys = [k for b in built for k in b[4]]
+        return parts[0], parts[1], parts[2], parts[3], keys
+
+    @staticmethod
+    def _built(piece: list[bytes], future: Future[Chunk] | None) -> Chunk:
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                log.warning("a publishing worker died: building the rest of the tables here")
+        return tables.chunk_tables(piece)
+
+
+#: Below this many records the tables are built in the publishing process (a worker's start-up,
+#: pyarrow's import, costs more than it saves).
+POOL_MIN_RECORDS = 3 * RECORDS_PER_CHUNK
 
 
 def _write_ledger(path: Path, plan: Plan, folder: Folder, ids: list[str], rejects: list[Reject]) -> FileEntry:
