@@ -10,14 +10,16 @@ Layout of ``out_dir``::
 Every file is fsynced before the folder is renamed into place, and the folder before ``latest``
 moves, so a crash at any moment leaves the previous version (and what ``latest`` points at) intact.
 
-Records are validated again against ``schemas.ProcedureRecord`` on the way in (an invalid one becomes
-a reject, stage ``validate``), spilled to a temporary file, and written out in ``record_id`` order in
-chunks of at most ``RECORDS_PER_CHUNK`` records or ``CHUNK_BYTES`` of JSON (one Parquet row group
-each), so memory holds the dedupe index and the rejects, not every record. The first pass also
-has the extras' sinks (``extras.SINKS``: search index, app files) digest each winning record while
-the workers are still parsing (the app files are written then); the second pass reads each record
-back as plain JSON data (validated once already), feeds the sinks their digests and counts section
-coverage, so nothing reads the written files back.
+Every record is validated against ``schemas.ProcedureRecord`` once before it is published (an invalid
+one becomes a reject, stage ``validate``): in the worker that parsed it, which sends it prepared
+(``prepare.py``: its line, dedupe key and the sinks' digests, its app file staged), or here for the
+results that come as record dicts (Dask, callers of ``publish``) and the lines reused from the
+previous version. The first pass picks a winner per ``record_id`` and spills each winner's line with
+its digests to a temporary file while the workers still parse; the second writes the winners in
+``record_id`` order in chunks of at most ``RECORDS_PER_CHUNK`` records or ``CHUNK_BYTES`` of JSON
+(one Parquet row group each), the chunks' tables built by two worker processes (``_ChunkBuilder``),
+and feeds the sinks (search index, app files) and the section coverage count, so memory holds the
+dedupe index and the rejects, not every record, and nothing reads the written files back.
 
 Around the tables (issue 4): ``publish`` holds the out-dir lock (``lock.py``) and first removes
 what dead runs left behind (``versions.clean_leftovers``). Given an incremental ``plan``
