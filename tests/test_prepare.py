@@ -150,4 +150,3 @@ def test_chunk_tables_built_in_worker_processes_equal_those_built_here(
         b = pq.ParquetFile(tmp_path / "pool" / "latest" / name)
         assert a.metadata.num_row_groups == b.metadata.num_row_groups == 5
         assert a.read().equals(b.read()), name
-
