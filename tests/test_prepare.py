@@ -4,6 +4,7 @@ app files staged) and chunk tables built in worker processes give exactly what p
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,30 @@ def test_chunk_tables_built_in_worker_processes_equal_those_built_here(
         b = pq.ParquetFile(tmp_path / "pool" / "latest" / name)
         assert a.metadata.num_row_groups == b.metadata.num_row_groups == 5
         assert a.read().equals(b.read()), name
+
+
+def test_staged_files_are_copied_when_the_version_is_on_another_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staging folder on another file system than the output (``os.replace`` fails with EXDEV):
+    the files are copied over instead, and the staging folder is emptied."""
+    import errno
+
+    import pipeline.publish.appfiles as appfiles
+
+    real_replace = os.replace
+
+    def cross_device(src: Any, dst: Any) -> None:
+        if "procpipe-stage-" in str(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(appfiles.os, "replace", cross_device)
+    raw = make_raw(tmp_path / "raw", 4)
+    paths = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.md"))
+    with staging_folder() as stage:
+        publish(iter_results([paths], raw, workers=1, stage=stage), tmp_path / "out", inputs=len(paths))
+        assert not any(stage.rglob("*.json"))
+    monkeypatch.setattr(appfiles.os, "replace", real_replace)
+    publish(iter_results([paths], raw, workers=1), tmp_path / "plain", inputs=len(paths))
+    assert app_files(tmp_path / "out" / "latest") == app_files(tmp_path / "plain" / "latest")
