@@ -178,3 +178,32 @@ def test_staged_files_are_copied_when_the_version_is_on_another_file_system(
     monkeypatch.setattr(appfiles.os, "replace", real_replace)
     publish(iter_results([paths], raw, workers=1), tmp_path / "plain", inputs=len(paths))
     assert app_files(tmp_path / "out" / "latest") == app_files(tmp_path / "plain" / "latest")
+
+
+def test_publish_builds_chunks_in_the_callers_pool_and_leaves_it_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.process import pool_context
+
+    results = [record(f"{29870 + i}") for i in range(5)]
+    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 2)
+    publish(results, tmp_path / "here", inputs=len(results))
+    monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+    submitted: list[int] = []
+
+    class CallersPool(ProcessPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            submitted.append(len(args[0]))
+            return super().submit(fn, *args, **kwargs)
+
+    def no_pool_of_its_own(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("publish started a pool of its own")
+
+    with CallersPool(max_workers=2, mp_context=pool_context()) as pool:
+        monkeypatch.setattr(writer, "ProcessPoolExecutor", no_pool_of_its_own)
+        publish(results, tmp_path / "pool", inputs=len(results), executor=pool)
+        assert submitted == [2, 2, 1]
+        assert pool.submit(len, "still running").result() == 13
+    for name in TABLES:
+        here = pq.read_table(tmp_path / "here" / "latest" / name)
+        assert here.equals(pq.read_table(tmp_path / "pool" / "latest" / name)), name

@@ -43,7 +43,7 @@ import secrets
 import shutil
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,7 +159,12 @@ def _reject_of(raw: Any) -> Reject:
 
 
 def _write_version(
-    results: Iterable[dict[str, Any]], folder_path: Path, *, inputs: int, plan: Plan | None = None
+    results: Iterable[dict[str, Any]],
+    folder_path: Path,
+    *,
+    inputs: int,
+    plan: Plan | None = None,
+    executor: Executor | None = None,
 ) -> tuple[Counts, dict[str, FileEntry], dict[str, int]]:
     """Write the core tables (and, given a plan, the input ledger) into ``folder_path``, feeding every
     record to the extras' sinks on the way (search index, app files).
@@ -247,7 +252,7 @@ def _write_version(
             jsonl = _JsonlFile(folder_path / "procedures.jsonl")
             ids = sorted(folder.winners)
             parquet = (procedures, sections, items, similar)
-            with _ChunkBuilder(len(ids)) as builder:
+            with _ChunkBuilder(len(ids), executor) as builder:
                 for lines in _chunks(ids, folder, spill, jsonl, sinks):
                     for done in builder.submit(lines):
                         _write_chunk(done, parquet, having)
@@ -324,21 +329,30 @@ class _ChunkBuilder:
     IN_FLIGHT = 2  # chunks
     PIECE = 250
 
-    def __init__(self, records: int) -> None:
+    def __init__(self, records: int, executor: Executor | None = None) -> None:
         workers = min(2, os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Executor | None = None
+        self._own = False
         if workers > 1 and records >= POOL_MIN_RECORDS:
-            from pipeline.process import pool_context
+            if executor is not None:
+                self._pool = executor  # the caller's (e.g. the flow's parsing pool, idle by now)
+            else:
+                from pipeline.process import pool_context
 
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+                self._own = True
         self._pending: deque[list[tuple[list[bytes], Future[Chunk] | None]]] = deque()
 
     def __enter__(self) -> _ChunkBuilder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
+        if self._pool is not None and self._own:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        for pieces in self._pending:  # left by an error: not built, not waited for
+            for _, future in pieces:
+                if future is not None:
+                    future.cancel()
 
     def submit(self, lines: list[bytes]) -> list[Chunk]:
         if self._pool is None:
@@ -348,7 +362,7 @@ class _ChunkBuilder:
             piece = lines[i : i + self.PIECE]
             try:
                 future: Future[Chunk] | None = self._pool.submit(tables.chunk_tables, piece)
-            except BrokenProcessPool:
+            except (BrokenProcessPool, RuntimeError):  # broken, or shut down by its owner
                 future = None
             pieces.append((piece, future))
         self._pending.append(pieces)
@@ -567,6 +581,7 @@ def publish(
     gates: quality_gates.GateConfig | str | Path | None = None,
     force: bool = False,
     plan: Plan | None = None,
+    executor: Executor | None = None,
 ) -> Manifest:
     """Write ``results`` (``{"record": ...}`` / ``{"reject": ...}`` dicts) as a new version, make it latest.
 
@@ -576,7 +591,9 @@ def publish(
     is taken or malformed, writing fails, or a quality gate fails (``GateFailed``; ``force`` publishes
     anyway and records it). ``gates``: a ``GateConfig``, a gates file, or None for the defaults.
     ``keep``: versions kept after publishing (default 10; ``latest`` always stays). ``wait``: seconds
-    to wait for another run's lock on ``out_dir`` (``LockHeld`` after that).
+    to wait for another run's lock on ``out_dir`` (``LockHeld`` after that). ``executor``: worker
+    processes to build the tables' chunks in (default: two started for it when there are enough
+    records); it must import ``pipeline.publish.tables`` by name (a process pool).
     """
     out_dir = Path(out_dir)
     created = datetime.now(UTC)
@@ -601,7 +618,7 @@ def publish(
         try:
             manifest = _assemble(
                 results, tmp, inputs=inputs, run_id=run_id, created=created, plan=plan, config=config,
-                force=force, previous=previous, previous_manifest=previous_manifest,
+                force=force, previous=previous, previous_manifest=previous_manifest, executor=executor,
             )  # fmt: skip
             fsync_path(tmp)
             os.rename(tmp, final)
@@ -632,6 +649,7 @@ def _assemble(
     force: bool,
     previous: Path | None,
     previous_manifest: Manifest | None,
+    executor: Executor | None = None,
 ) -> Manifest:
     """Everything of a version inside its temporary folder: tables, extras, changes, gates, manifest."""
     linked = plan is not None and plan.unchanged
@@ -643,7 +661,7 @@ def _assemble(
     else:
         if plan is not None:
             results = itertools.chain(results, plan.reused_results())
-        counts, files, having = _write_version(results, tmp, inputs=inputs, plan=plan)
+        counts, files, having = _write_version(results, tmp, inputs=inputs, plan=plan, executor=executor)
         reused = len(plan.reuse) if plan is not None else None
     # the change report: against the previous version, or (the first version) everything added
     before = previous_manifest.files.get("procedures.jsonl") if previous_manifest else None
