@@ -94,6 +94,7 @@ CRUMB_WORDS = 15
 DOCTYPE_SUBSET = re.compile(r"<!DOCTYPE[^>\[]*\[[^\]]*\]\s*>", re.I)
 HAS_REGION = re.compile(r"<(?:main|article)[\s>/]|role\s*=\s*[\"']?main", re.I)
 
+_CHROME_MAX = max(len(c) for c in CHROME_LINES)
 #: Lists nested deeper than this are flattened onto the deepest level (keeps consumers' recursion safe).
 MAX_LIST_DEPTH = 8
 
@@ -111,6 +112,8 @@ _SPECIAL_TAGS = (
     | HEADING_TAGS.keys()
     | {"br", "title", "header", "nav", "ul", "ol", "menu", "li", "main", "article", "pre"}
 )
+#: Tags that, without attributes, go through ``start``'s checks to ``_open`` unchanged.
+_OPEN_TAGS = HEADING_TAGS.keys() | {"ul", "ol", "menu", "li", "main", "article", "pre"}
 
 
 class _Line:
@@ -192,10 +195,17 @@ class _Builder:
         if not attrs and tag not in _SPECIAL_TAGS:
             # a plain block (<p>, <div>, <dd>, ...): what the checks below and ``_open`` come to
             if self.sink is self.flow:
-                self._flush()
+                lines = self.flow.lines
+                if len(lines) == 1 and not (lines[0].bold or lines[0].plain):
+                    lines[0].parts.clear()  # ``_flush`` of a flow holding no text, inline
+                else:
+                    self._flush()
             else:
                 self.sink.lines[-1].parts.append(" ")
             self.ends.append(_BLOCK)
+            return True
+        if not attrs and tag in _OPEN_TAGS:  # headings, lists, items, regions: straight to ``_open``
+            self._open(tag, attrs)
             return True
         if tag in INLINE_TAGS:
             if tag in BOLD_TAGS:
@@ -349,7 +359,11 @@ class _Builder:
             return
         if act is _BLOCK:  # ``_run(_BLOCK)``, inline: the most common end
             if self.sink is self.flow:
-                self._flush()
+                lines = self.flow.lines
+                if len(lines) == 1 and not (lines[0].bold or lines[0].plain):
+                    lines[0].parts.clear()  # ``_flush`` of a flow holding no text, inline
+                else:
+                    self._flush()
             else:
                 self.sink.lines[-1].parts.append(" ")
             return
@@ -574,17 +588,20 @@ def _finish(blocks: list[Block], meta: dict[str, str]) -> Document:
     """Pick the title and the code-system line out of the blocks; drop chrome lines."""
     out: list[Block] = []
     for i, b in enumerate(blocks):
-        if isinstance(b, Paragraph):
-            if b.text.lower() in CHROME_LINES:
+        if type(b) is Paragraph:
+            # lower() never shortens a text: a longer one cannot be a chrome line
+            if len(b.text) <= _CHROME_MAX and b.text.lower() in CHROME_LINES:
                 continue
             if i < 6 and BREADCRUMB.match(b.text) and "breadcrumb" not in meta:
                 meta["breadcrumb"] = b.text
                 continue
         out.append(b)
     doc = Document(meta=meta, clean_texts=True)  # _flush, _Sink.text and _item make clean texts
-    h1 = next(
-        (i for i, b in enumerate(out) if isinstance(b, Heading) and b.level == 1 and b.kind == "h"), None
-    )
+    h1 = None
+    for i, b in enumerate(out):
+        if type(b) is Heading and b.level == 1 and b.kind == "h":
+            h1 = i
+            break
     if h1 is not None:
         doc.title = _text(out.pop(h1))
     code_at = next(
