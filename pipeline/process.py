@@ -74,8 +74,11 @@ def _internal(exc: BaseException) -> tuple[str, str]:
     return f"internal error: {type(exc).__name__}: {_one_line(str(exc), 200)}", where
 
 
-def process_page(path: str, raw_dir: Path) -> dict[str, Any]:
-    """One input path (relative to ``raw_dir`` or absolute) -> one record or reject result."""
+def process_page(path: str, raw_dir: Path, *, mode: str = "json") -> dict[str, Any]:
+    """One input path (relative to ``raw_dir`` or absolute) -> one record or reject result.
+
+    The record is ``model_dump(mode=mode)``'s data: JSON-able by default; ``"python"`` (datetimes
+    as datetimes) for ``prepare_record``, which validates that form for less than the JSON one."""
     given = Path(path)
     full = given if given.is_absolute() else raw_dir / given
     source = relative_path(full, raw_dir) or str(path)
@@ -95,7 +98,7 @@ def process_page(path: str, raw_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         reason, where = _internal(exc)
         return reject_result(page.path, "parse", reason, detail=where, url=url, sha256=sha)
-    data = record.model_dump(mode="json")
+    data = record.model_dump(mode=mode)
     if not data["source"].get("path"):
         data["source"]["path"] = page.path  # dedupe's tie-break needs the path
     return {"record": data}
@@ -115,9 +118,12 @@ def process_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> l
     out: list[dict[str, Any]] = []
     for path in paths:
         try:
-            result = process_page(path, root)
-            if stage is not None and "record" in result:
-                result = prepare_record(result["record"], staged)
+            if stage is None:
+                result = process_page(path, root)
+            else:
+                result = process_page(path, root, mode="python")
+                if "record" in result:
+                    result = prepare_record(result["record"], staged)
             out.append(result)
         except Exception as exc:  # noqa: BLE001 - e.g. a reject that fails its own validation
             reason, where = _internal(exc)

@@ -50,7 +50,7 @@ def invalid_record(raw: Any, exc: ValidationError) -> Reject:
 
 
 def prepare_record(data: dict[str, Any], stage: Path | None) -> dict[str, Any]:
-    """A record result (``{"record": data}``'s data, as ``model_dump(mode="json")`` made it) made
+    """A record result (``{"record": data}``'s data, as ``model_dump`` made it, in either mode) made
     ready for publishing: ``{"prepared": Prepared}``, or ``{"reject": ...}`` when it is invalid.
 
     The line is what publish would write for ``data`` (validated, then ``model_dump_json``), byte
