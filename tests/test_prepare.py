@@ -18,6 +18,7 @@ from pipeline.process import iter_results, staging_folder
 from pipeline.publish import publish
 from pipeline.publish.appfiles import AppFilesSink
 from pipeline.publish.prepare import prepare_record
+from schemas import ProcedureRecord
 from tests.test_incremental import make_raw, page
 from tests.test_publish import record
 
@@ -42,8 +43,8 @@ def app_files(version: Path) -> dict[str, Any]:
 
 
 def test_a_prepared_record_is_the_line_publish_writes(tmp_path: Path) -> None:
-    data = record("29881")["record"]
-    prepared = prepare_record(dict(data), tmp_path / "stage")["prepared"]
+    data = ProcedureRecord.model_validate(record("29881")["record"]).model_dump()  # as a worker has it
+    prepared = prepare_record(data, tmp_path / "stage")["prepared"]
     publish([record("29881")], tmp_path / "out", inputs=1)
     line = (tmp_path / "out" / "latest" / "procedures.jsonl").read_bytes().rstrip(b"\n")
     assert prepared[0] == line

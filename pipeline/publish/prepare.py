@@ -60,10 +60,9 @@ def prepare_record(data: dict[str, Any], stage: Path | None) -> dict[str, Any]:
     except ValidationError as exc:
         return {"reject": invalid_record(data, exc).model_dump(mode="json")}
     line = record.model_dump_json().encode("utf-8")
-    # the digests read the record as JSON data: dumped from the model, which costs less than
-    # parsing the line back (and is the same data)
-    dumped = record.model_dump(mode="json")
-    digests = tuple(prepare(line, dumped, stage) for prepare in extras.PREPARERS)
+    # the digests read ``data`` itself: validating changes nothing in a record (its validators only
+    # check), and the digests read only text fields, alike in both dump modes
+    digests = tuple(prepare(line, data, stage) for prepare in extras.PREPARERS)
     src = record.source
     prepared: Prepared = (line, record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
     return {"prepared": (*prepared, digests)}
