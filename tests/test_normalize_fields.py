@@ -228,6 +228,9 @@ _FRAGMENTS = [
     ";", ",", "\n", "nothing", "it takes", "(", ")", "ASC", "asc", "Surgical Center", "Office",
     "Regional/local anesthesia", "does not require sedation", "Same Day", "ſame day", "back to work",
     "ASCs", "recovery is immediate", "\n\n", "! ", "? ", "reſume work", "ſedation", "faſting", "hoſpitalized",
+    "anesthesia", "not required", "none", "n/a", "unnecessary", "without", "don't", "typically", "No",
+    "epidural", "topical", "spinal", "primary care", "home-based", "self-administered", "Day-case",
+    "approximately", "no more than", "\t", "   ", "~", "approx.", "between  ", "3\u00a0", "٣",
 ]  # fmt: skip
 
 
@@ -263,9 +266,10 @@ def test_pre_checks_and_lower_case_patterns_change_no_result(monkeypatch: pytest
     monkeypatch.setattr(fields, "_SINGLE_LOWER", fields._SINGLE)
     monkeypatch.setattr(fields, "_VAGUE_LOWER", fields._VAGUE_RE)
     monkeypatch.setattr(fields, "_DIGIT", re.compile(""))  # no digit pre-check either
+    monkeypatch.setattr(fields, "_scan_start", lambda text, digit: 0)  # and every scan from the start
     full = [_outcome(s, t) for s, t in cases]
     assert fast == full
-    assert sum(1 for f in fast if isinstance(f, tuple) and f[1]) > 300  # the texts do hold time amounts
+    assert sum(1 for f in fast if isinstance(f, tuple) and f[1]) > 200  # the texts do hold time amounts
 
 
 def test_sentence_breaks_are_those_of_the_plain_pattern() -> None:

@@ -77,7 +77,6 @@ class _Evidence:
 
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
-_SPACES = re.compile(r"\s+")
 _CODES_SUFFIX = re.compile(r"codes?$")
 
 
@@ -103,7 +102,8 @@ def normalize_code(code: Any, system: str | None = None) -> str:
     if isinstance(code, int):
         return str(code).zfill(5) if system == "cpt" else str(code)
     # NFKC: full-width "６３１８５" is 63185; other non-ASCII digits stay and fail is_valid
-    text = _SPACES.sub("", unicodedata.normalize("NFKC", str(code))).upper()
+    # every whitespace character dropped: str.split() splits on what regex \s matches (str.isspace)
+    text = "".join(unicodedata.normalize("NFKC", str(code)).split()).upper()
     if system in ("icd10cm", "icd10pcs"):
         text = text.replace(".", "")
     return text

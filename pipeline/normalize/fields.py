@@ -114,6 +114,36 @@ class _Lowered:
         return self.cs.search(text.lower() if low is None else low) is not None
 
 
+class _AnyOf(_Lowered):
+    """``_Lowered`` for a pattern of top-level alternatives ``A|B|...``, given with, for each, words
+    one of which every match of it holds: each alternative is searched alone, and only when one of
+    its words is in the lower-cased text. The regex engine tries every alternative at every
+    position of the text; here most alternatives are never scanned. Same answer: an alternation
+    matches somewhere exactly when one of its alternatives does."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, ci: re.Pattern[str], parts: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+        if ci.pattern != "|".join(part for part, _ in parts):
+            raise ValueError("the parts must spell the pattern")
+        super().__init__(ci)
+        flags = ci.flags & ~re.I
+        self.parts = tuple((words, re.compile(part, flags)) for part, words in parts)
+
+    def search(self, text: str, low: str | None = None) -> bool:
+        if _folds(text):
+            return self.ci.search(text) is not None
+        if low is None:
+            low = text.lower()
+        for words, cs in self.parts:
+            for w in words:
+                if w in low:
+                    if cs.search(low) is not None:
+                        return True
+                    break
+        return False
+
+
 def may_contain(text: str, words: tuple[str, ...]) -> bool:
     """False only when no case-insensitive pattern needing one of ``words`` (lower-case ASCII) can
     match ``text``: a cheap test before a slow ``re.I`` scan."""
@@ -190,13 +220,15 @@ def find_spans(text: str, *, vague: bool = False, low: str | None = None) -> lis
         range_re, single_re, vague_re = _RANGE_LOWER, _SINGLE_LOWER, _VAGUE_LOWER
     found: list[tuple[int, Span]] = []
     taken: list[tuple[int, int]] = []
-    if _DIGIT.search(t) is None:  # every match of the range and single patterns holds a digit
+    digit = _DIGIT.search(t)
+    if digit is None:  # every match of the range and single patterns holds a digit
         range_re = single_re = _NO_MATCH
+    first = 0 if digit is None else _scan_start(t, digit.start())
 
     def free(m: re.Match[str]) -> bool:
         return all(m.end() <= a or m.start() >= b for a, b in taken)
 
-    for m in range_re.finditer(t):
+    for m in range_re.finditer(t, first):
         a, b = float(m.group("a")), float(m.group("b"))
         ub = _UNITS[_key(m.group("ub"))]
         ua = _UNITS[_key(m.group("ua"))] if m.group("ua") else ub
@@ -209,7 +241,7 @@ def find_spans(text: str, *, vague: bool = False, low: str | None = None) -> lis
             hi = None
         found.append((m.start(), Span(lo, hi, ub)))
         taken.append((m.start(), m.end()))
-    for m in single_re.finditer(t):
+    for m in single_re.finditer(t, first):
         if not free(m):
             continue
         v, u = float(m.group("a")), _UNITS[_key(m.group("ua"))]
@@ -222,6 +254,23 @@ def find_spans(text: str, *, vague: bool = False, low: str | None = None) -> lis
             lo, hi = _VAGUE[_key(m.group("v"))]
             found.append((m.start(), _qualified(lo, hi, _UNITS[_key(m.group("ua"))], m.group("q"))))
     return [s for _, s in sorted(found, key=lambda x: x[0])]
+
+
+#: The longest qualifier ``_RANGE``/``_SINGLE`` accept before a number ("approximately")
+_Q_LONGEST = max(len(q.replace("\\.?", ".")) for q in f"{_Q_MAX}|{_Q_MIN}|{_Q_EXACT}".split("|"))
+
+
+def _scan_start(t: str, d: int) -> int:
+    """Where a scan of ``t`` for ``_RANGE``/``_SINGLE`` may start when its first digit is at ``d``:
+    a match holds a number, and before its first number only "<qualifier> <blanks> between
+    <blanks>" (no digit). The text before is not scanned; the matches found are the same."""
+    i = d
+    while i > 0 and t[i - 1].isspace():
+        i -= 1
+    i -= 7  # "between"
+    while i > 0 and t[i - 1].isspace():
+        i -= 1
+    return max(0, i - _Q_LONGEST)
 
 
 def _qualified(lo: float, hi: float, unit: str, q: str | None) -> Span:
@@ -569,13 +618,21 @@ _SEDATION = re.compile(
 )
 _NERVE_BLOCK = re.compile(r"nerve block|regional block", re.I)
 _NUMB = re.compile(r"numbing (?:medication|agent|cream|gel|drops|spray)", re.I)
-_NO_ANESTHESIA = re.compile(
-    r"\bno\s+(?:\w+\s+){0,2}(?:an(?:a)?esthe|sedat)|"
-    r"(?:an(?:a)?esthe\w*|sedation)[^.;]{0,40}?\b"
-    r"(?:not (?:required|necessary|needed|applicable|used|typically)|none|n/a|unnecessary)|"
-    r"(?:does not|doesn't|do not|don't|without|not)\s+(?:\w+\s+){0,3}(?:an(?:a)?esthe|sedat)",
-    re.I,
+#: The alternatives of ``_NO_ANESTHESIA``, each with words one of which any match of it holds
+#: (lower-cased): ``_AnyOf`` scans an alternative only when one of its words is there.
+_NO_ANESTHESIA_PARTS = (
+    (r"\bno\s+(?:\w+\s+){0,2}(?:an(?:a)?esthe|sedat)", ("no",)),
+    (
+        r"(?:an(?:a)?esthe\w*|sedation)[^.;]{0,40}?\b"
+        r"(?:not (?:required|necessary|needed|applicable|used|typically)|none|n/a|unnecessary)",
+        ("not ", "none", "n/a", "unnecessary"),
+    ),
+    (
+        r"(?:does not|doesn't|do not|don't|without|not)\s+(?:\w+\s+){0,3}(?:an(?:a)?esthe|sedat)",
+        ("not", "n't", "without"),
+    ),
 )
+_NO_ANESTHESIA = re.compile("|".join(part for part, _ in _NO_ANESTHESIA_PARTS), re.I)
 
 
 # every match of the anesthesia patterns holds one of these (lower-cased)
@@ -586,7 +643,7 @@ _TYPED_WORDS = tuple(_TYPE_WORDS.split("|"))
 _SEDATION_WORDS = ("sedat", "twilight", "monitored an")
 _BLOCK_WORDS = ("block",)
 _NUMB_WORDS = ("numbing",)
-_NO_ANESTHESIA_L, _NERVE_BLOCK_L = _Lowered(_NO_ANESTHESIA), _Lowered(_NERVE_BLOCK)
+_NO_ANESTHESIA_L, _NERVE_BLOCK_L = _AnyOf(_NO_ANESTHESIA, _NO_ANESTHESIA_PARTS), _Lowered(_NERVE_BLOCK)
 _NUMB_L, _SEDATION_L, _TYPED_L = _Lowered(_NUMB), _Lowered(_SEDATION), _Lowered(_TYPED)
 
 

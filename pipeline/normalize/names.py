@@ -87,7 +87,7 @@ def strip_codes(text: str, code: str | None = None) -> str:
     # each rule only when its bracket is there (none of them adds a bracket)
     if "(" in text:
         text = _EMPTY_PARENS.sub(" ", text)
-    if ")" in text:
+    if ")" in text and "," in text:
         text = _COMMA_PAREN.sub(")", text)
     if "(" in text:
         text = _PAREN_SPACE.sub("(", text)
@@ -157,7 +157,8 @@ class _Collector:
         t = clean(text)
         if t.startswith("(") and t.endswith(")"):
             t = t[1:-1].strip()
-        labels = list(_EMBEDDED.finditer(t)) if may_contain(t, _EMBEDDED_WORDS) else []
+        # every _EMBEDDED match ends in a colon: most lines have none
+        labels = list(_EMBEDDED.finditer(t)) if ":" in t and may_contain(t, _EMBEDDED_WORDS) else []
         head = t[: labels[0].start()] if labels else t
         for i, m in enumerate(labels):
             end = labels[i + 1].start() if i + 1 < len(labels) else len(t)
