@@ -2,11 +2,12 @@
 
 The flow is thin: the work is done by plain functions (``discover``, ``process_batch``, ``publish``)
 that run without Prefect too (``pipeline.process.run_local``). What Prefect adds here: one task per
-batch of ``batch_size`` pages (hundreds, never one per page: a task costs ~10 ms of bookkeeping),
-one retry per batch, a publish task, stage logs and a run-summary artifact.
+``batches_per_task`` (5) batches of ``batch_size`` (200) pages (never one per page: a task run costs
+~5 ms here and 40-50 ms of the API server's CPU), one retry per task (re-running only its batches
+that failed), a publish task, stage logs and a run-summary artifact.
 
 Parsing uses both cores without ``ProcessPoolTaskRunner`` (whose workers each import Prefect, ~9 s):
-the batch tasks run on the default thread runner and hand their pages to one plain
+the batch tasks run on the default thread runner and hand their batches to one plain
 ``ProcessPoolExecutor`` per flow run, forked from a fork server that has the parser imported
 (``pipeline.process.pool_context``). A worker that dies (a crash inside a C extension) breaks the
 pool: the pool is replaced, and the batch it was running is re-run alone in a fresh process; if it
@@ -102,16 +103,30 @@ class _Pool:
             self._early[spool_to] = (self._executor, future)
         return future
 
-    def run(self, batch: list[str], raw_dir: str, spool_to: str) -> Spooled:
+    def start(self, batch: list[str], raw_dir: str, spool_to: str) -> _Started:
+        """Start a batch (or take over the one started early for the same spool file); ``finish`` it."""
         with self._lock:
-            executor, future = self._early.pop(spool_to, (self._executor, None))
+            early = self._early.pop(spool_to, None)
+            if early is not None:
+                return early
+            try:
+                return self._executor, _submit(self._executor, batch, raw_dir, spool_to)
+            except BrokenProcessPool as exc:  # broken before this batch: ``finish`` replaces it
+                broken: Future[Spooled] = Future()
+                broken.set_exception(exc)
+                return self._executor, broken
+
+    def finish(self, started: _Started, batch: list[str], raw_dir: str, spool_to: str) -> Spooled:
+        """The started batch's spool file and counts; re-run alone if its worker died."""
+        executor, future = started
         try:
-            if future is None:
-                future = _submit(executor, batch, raw_dir, spool_to)
             return future.result()
         except BrokenProcessPool:
             self._replace(executor)
             return _alone(batch, raw_dir, spool_to)
+
+    def run(self, batch: list[str], raw_dir: str, spool_to: str) -> Spooled:
+        return self.finish(self.start(batch, raw_dir, spool_to), batch, raw_dir, spool_to)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -127,6 +142,9 @@ class _Pool:
         for _, future in early.values():  # never taken over (the run failed or was discarded)
             future.cancel()
         self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+_Started = tuple[ProcessPoolExecutor, "Future[Spooled]"]
 
 
 def _submit(executor: ProcessPoolExecutor, batch: list[str], raw_dir: str, spool_to: str) -> Future[Spooled]:
@@ -499,64 +517,149 @@ def _head_start_flow(**options: Any) -> Callable[[Callable[..., Manifest]], _Hea
 # ---------------------------------------------------------------- tasks
 
 
-# pools by token: a task parameter must be hashable text, not an executor
-_POOLS: dict[str, _Pool] = {}
+#: pool batches per Prefect task by default. A task run costs ~5 ms in this process and 40-50 ms of
+#: the API server's CPU (its task-run recorder writes each state change to the database), on the same
+#: two cores as the parsing; five batches of 200 pages make 10 task runs at 10,000 pages instead of 50.
+BATCHES_PER_TASK = 5
+
+
+class _RunBatches:
+    """The batches of one flow run as its tasks see them: the shared pool (None: a task parses in its
+    own thread) and a slot per batch (by spool file), set when that batch's file is written.
+
+    The slots let ``publish`` read each batch as soon as it is done, in batch order, while the rest of
+    its task's batches still parse; and a retried task re-runs only its batches without a result."""
+
+    def __init__(self, pool: _Pool | None, spool_paths: list[str]) -> None:
+        self.pool = pool
+        self.slots: dict[str, Future[Spooled]] = {p: Future() for p in spool_paths}
+
+    def parse(self, batches: list[list[str]], raw_dir: str, spool_to: list[str]) -> list[Spooled]:
+        """Parse ``batches`` into their spool files (all started at once on the pool); raises the
+        first batch's error once the others are done."""
+        todo = [(b, p) for b, p in zip(batches, spool_to, strict=True) if not self.slots[p].done()]
+        error: Exception | None = None
+        if self.pool is not None:
+            pool = self.pool
+            started = [(b, p, pool.start(b, raw_dir, p)) for b, p in todo]
+            for b, p, handle in started:  # every started batch is awaited: none left writing its file
+                try:
+                    self._done(p, pool.finish(handle, b, raw_dir, p))
+                except Exception as exc:  # noqa: BLE001 - raised below, after the others
+                    error = error or exc
+        else:
+            for b, p in todo:
+                self._done(p, spool_batch(_batch_fn(raw_dir)(b, raw_dir), p))
+        if error is not None:
+            raise error
+        return [self.slots[p].result() for p in spool_to]
+
+    def _done(self, path: str, spooled: Spooled) -> None:
+        slot = self.slots[path]
+        if not slot.done():
+            slot.set_result(spooled)
+
+
+# the runs' batches by token: a task parameter must be plain text, not a pool
+_RUNS: dict[str, _RunBatches] = {}
 
 
 @contextmanager
-def _shared_pool(workers: int, batches: int, pool: _Pool | None = None) -> Iterator[str | None]:
-    """A pool token for the batch tasks (``pool``, else a new pool), or None when one process is
-    enough (one batch, one worker); the pool is shut down on the way out."""
-    size = min(workers, batches)
-    if pool is None and size <= 1:
-        yield None
-        return
+def _run_batches(workers: int, spool_paths: list[str], pool: _Pool | None = None) -> Iterator[str]:
+    """A token for this run's batches (``_RunBatches``) on ``pool``, else a new pool, or none when one
+    process is enough (one batch, one worker); the pool is shut down on the way out."""
+    size = min(workers, len(spool_paths))
+    if pool is None and size > 1:
+        pool = _Pool(size)
     token = uuid.uuid4().hex
-    _POOLS[token] = pool or _Pool(size)
+    _RUNS[token] = _RunBatches(pool, spool_paths)
     try:
         yield token
     finally:
-        _POOLS.pop(token).shutdown()
+        _RUNS.pop(token)
+        if pool is not None:
+            pool.shutdown()
 
 
-@task(name="parse-batch", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, persist_result=False)
-def parse_batch(
-    paths: list[str], raw_dir: str, pool: str | None = None, spool_to: str | None = None
-) -> list[Result] | Spooled:
-    """Parse a batch of pages (paths relative to ``raw_dir``): one record or reject dict per page.
+@task(name="parse-batches", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE, persist_result=False)
+def parse_batches(
+    batches: list[list[str]], raw_dir: str, run: str | None = None, spool_to: list[str] | None = None
+) -> list[Spooled] | list[list[Result]]:
+    """Parse batches of pages (paths relative to ``raw_dir``): per batch, one record or reject dict a page.
 
-    With ``spool_to`` the results are written to that file (by the pool's worker when there is a
-    pool) and only its path and counts are returned. On Dask (no pool, no spool file) it runs in
-    the Dask worker and returns the results themselves."""
-    shared = _POOLS.get(pool) if pool else None
-    if pool and shared is None:  # the run is over (it failed): do not parse for nothing
+    In a local run (``run``: the flow run's batches, ``spool_to``: a file per batch) the results go
+    to the batches' spool files, written by the pool's workers, and only their paths and counts come
+    back; a retry re-runs only the batches that have none. On Dask (no ``run``) the task runs in the
+    Dask worker and returns the results themselves."""
+    if run is None:
+        fn = _batch_fn(raw_dir)
+        return [fn(paths, raw_dir) for paths in batches]
+    batches_of_run = _RUNS.get(run)
+    if batches_of_run is None:  # the run is over (it failed): do not parse for nothing
         raise RuntimeError("the flow run ended before this batch ran")
-    if shared is not None and spool_to:
-        return shared.run(paths, raw_dir, spool_to)
-    results = _batch_fn(raw_dir)(paths, raw_dir)
-    return spool_batch(results, spool_to) if spool_to else results
+    if spool_to is None or len(spool_to) != len(batches):
+        raise ValueError("a local run's batches need one spool file each")
+    return batches_of_run.parse(batches, raw_dir, spool_to)
 
 
-def _stream(futures: list[Any], total: int, log: Any) -> Iterator[Result]:
-    """The batches' results in batch order, each batch as soon as its task is done: one batch in
-    memory at a time (a spool file is loaded, then deleted; a Dask future is released once read)."""
+def _groups(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _task_done(future: Any) -> Future[Any] | None:
+    """The thread runner's own future of a task (done when the task is final, retries included)."""
+    wrapped = getattr(future, "wrapped_future", None)
+    return wrapped if isinstance(wrapped, Future) else None
+
+
+def _stream(
+    futures: list[Any], spool_groups: list[list[str]] | None, run: str | None, total: int, log: Any
+) -> Iterator[Result]:
+    """The batches' results in batch order, each batch as soon as it is done (its slot is set, maybe
+    before the rest of its task): one batch in memory at a time (a spool file is loaded, then deleted;
+    a Dask future is released once read). Raises if a task failed (after its retry)."""
     done = parsed = 0
+    slots = _RUNS[run].slots if run is not None else {}
     _report_progress(0, total)
-    for i in range(len(futures)):
-        out = futures[i].result()  # raises if the batch failed (after its retry): publish fails
-        futures[i] = None  # drop the future: on Dask it holds the results
-        if isinstance(out, dict):
-            batch = load_spool(out["path"])
-            Path(out["path"]).unlink(missing_ok=True)
-            n, records = out["results"], out["records"]
+    for i, future in enumerate(futures):
+        if spool_groups is None:  # Dask: the results themselves
+            outs: list[Any] = future.result()
+            futures[i] = None  # drop the future: it holds the results
         else:
-            batch, n, records = out, len(out), sum("record" in r for r in out)
-        del out
-        done, parsed = done + n, parsed + records
-        _report_progress(done, total)
-        yield from batch
-        del batch
+            outs = spool_groups[i]
+        for j in range(len(outs)):
+            out = outs[j] if spool_groups is None else _slot_result(slots[outs[j]], future)
+            if spool_groups is None:
+                outs[j] = None
+            batch, n, records = _load(out)
+            del out
+            done, parsed = done + n, parsed + records
+            _report_progress(done, total)
+            yield from batch
+            del batch
+    for future in futures:
+        if future is not None:
+            future.result()  # every batch was read, so its task succeeded; this waits for it to end
     log.info("parse: %d records, %d rejects", parsed, done - parsed)
+
+
+def _slot_result(slot: Future[Spooled], task_future: Any) -> Spooled:
+    """A batch's result once its slot is set, or the error of its task if that ends without setting it."""
+    task_done = _task_done(task_future)
+    if not slot.done() and task_done is not None:
+        wait_any([slot, task_done], return_when=FIRST_COMPLETED)
+    if not slot.done():
+        task_future.result()  # raises: the task failed (after its retry)
+    return slot.result()
+
+
+def _load(out: Spooled | list[Result]) -> tuple[list[Result], int, int]:
+    """One batch's results, count and records (a spool file is loaded, then deleted)."""
+    if isinstance(out, dict):
+        batch = load_spool(out["path"])
+        Path(out["path"]).unlink(missing_ok=True)
+        return batch, out["results"], out["records"]
+    return out, len(out), sum("record" in r for r in out)
 
 
 @task(name="publish", cache_policy=NO_CACHE, persist_result=False)
@@ -629,15 +732,19 @@ def process(
     force: bool = False,
     gates: str | None = None,
     full: bool = False,
+    batches_per_task: int = BATCHES_PER_TASK,
 ) -> Manifest:
     """Every page under ``raw_dir`` into a new published version of ``out_dir``; returns its manifest.
 
     Incremental (``pipeline.incremental``): pages unchanged since the current version reuse their
     results (``full``: parse everything). ``keep`` versions are kept (10), ``wait`` seconds are spent
     waiting for another run's lock on ``out_dir``, ``gates`` names a quality gates file (default:
-    ``procpipe.toml`` here, else the defaults) and ``force`` publishes past a failed gate.
+    ``procpipe.toml`` here, else the defaults) and ``force`` publishes past a failed gate. Pages are
+    parsed in batches of ``batch_size`` on ``workers`` processes, ``batches_per_task`` batches to a
+    Prefect task.
 
-    On a ``DaskTaskRunner`` (``pipeline.dask_runner``) the batches run on the Dask workers. Either
+    On a ``DaskTaskRunner`` (``pipeline.dask_runner``) the batches run on the Dask workers, one batch
+    to a task. Either
     folder may be an fsspec URL: raw pages are then read by the batches, the output is staged
     locally and uploaded (``pipeline.sources.remote``, ``pipeline.publish.remote``).
     """
@@ -659,8 +766,8 @@ def process(
     raw = Path(raw_local) if raw_local is not None else None
     if not (raw.is_dir() if raw is not None else exists_dir(str(raw_dir))):
         raise UsageError(f"raw folder not found: {raw_dir}")
-    if batch_size < 1 or workers < 1:
-        raise UsageError("batch_size and workers must be at least 1")
+    if batch_size < 1 or workers < 1 or batches_per_task < 1:
+        raise UsageError("batch_size, workers and batches_per_task must be at least 1")
     config = quality_gates.load_config(gates, cwd=Path.cwd())
     run_id = new_run_id()
     out, staging = stage(str(out_dir))  # a URL: a local copy of its latest version, uploaded below
@@ -679,23 +786,31 @@ def process(
         cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
         paths = the_plan.to_parse
         batches = _batches(paths, batch_size)
-        pool = cleanup.enter_context(_shared_pool(1 if on_dask else workers, len(batches), early_pool))
+        spools = [str(folder / _spool_name(i)) for i in range(len(batches))]
+        if on_dask:  # every batch a task of its own, which Dask spreads over its workers
+            run, per_task = None, 1
+        else:
+            run, per_task = cleanup.enter_context(_run_batches(workers, spools, early_pool)), batches_per_task
+        groups = _groups(batches, per_task)
+        spool_groups = None if on_dask else _groups(spools, per_task)
         procs = max(1, min(workers, len(batches)))
         log.info(
-            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d, %s%s",
+            "discover: %d pages under %s -> %d to parse in %d batch%s of up to %d (%d task%s), %s%s",
             the_plan.inputs, raw_dir, len(paths), len(batches), _es(len(batches)), batch_size,
+            len(groups), "" if len(groups) == 1 else "s",
             "on Dask" if on_dask else f"{procs} process{_es(procs)}",
             f" ({head.early} started while Prefect started)" if head is not None and head.early else "",
         )  # fmt: skip
         log.info("%s", the_plan.describe())
 
-        spool_to = unmapped(None) if on_dask else [str(folder / _spool_name(i)) for i in range(len(batches))]
-        futures = parse_batch.map(batches, unmapped(str(raw or raw_dir)), unmapped(pool), spool_to)
+        futures = parse_batches.map(
+            groups, unmapped(str(raw or raw_dir)), unmapped(run), spool_groups or unmapped(None)
+        )
         # quote: Prefect would otherwise walk the stream, the plan and the config looking for futures
         try:
             manifest: Manifest = publish_results(  # type: ignore[call-overload]
-                quote(_stream(list(futures), len(paths), log)), str(out), the_plan.inputs, run_id,
-                quote(the_plan), keep, quote(config), force,
+                quote(_stream(list(futures), spool_groups, run, len(paths), log)), str(out),
+                the_plan.inputs, run_id, quote(the_plan), keep, quote(config), force,
             )  # fmt: skip
         except quality_gates.GateFailed as exc:
             md = quality_gates.quality_markdown(run_id, exc.results, published=False)

@@ -177,6 +177,66 @@ def test_flow_publishes_batches_in_order_while_later_ones_still_parse(
         assert flow_out == (tmp_path / "local" / "latest" / name).read_text(encoding="utf-8")
 
 
+def flaky_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+    """The real batch worker, noting each call in ``<raw>/../calls``; the batch holding the page named
+    in ``<raw>/../flaky`` raises on its first call (like a full disk), as a whole batch, not a page."""
+    from pipeline.process import process_batch
+
+    signals = Path(raw_dir).parent
+    with (signals / "calls").open("a", encoding="utf-8") as fh:
+        fh.write(paths[0] + "\n")
+    flaky, failed = signals / "flaky", signals / "failed-once"
+    if flaky.read_text(encoding="utf-8") in paths and not failed.exists():
+        failed.touch()
+        raise OSError("no space left on device (simulated)")
+    return process_batch(paths, raw_dir)
+
+
+def test_a_task_parses_several_batches_and_its_retry_reruns_only_the_failed_one(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four batches, two to a task: two task runs. A batch that raises fails its task, whose retry
+    parses that batch again but not the one that succeeded; the records are those of one batch a task."""
+    from pipeline import flows
+    from pipeline.sources.files import discover
+
+    pages = [p.relative_to(sample_raw).as_posix() for p in discover(sample_raw)]
+    (tmp_path / "flaky").write_text(pages[5], encoding="utf-8")  # batch 2 of [0,1] [2,3] [4,5] [6]
+    (tmp_path / "calls").touch()
+    parses: list[list[str]] = []
+    real_parse = flows._RunBatches.parse
+
+    def watched(self: Any, batches: list[list[str]], raw_dir: str, spool_to: list[str]) -> Any:
+        parses.append([Path(p).name for p in spool_to])
+        return real_parse(self, batches, raw_dir, spool_to)
+
+    monkeypatch.setattr(flows, "process_batch", flaky_batch)
+    monkeypatch.setattr(flows._RunBatches, "parse", watched)
+    manifest = flows.process(sample_raw, tmp_path / "out", batch_size=2, workers=2, batches_per_task=2)
+    assert manifest.counts.model_dump() == SAMPLE_COUNTS
+    names = [f"batch-{i:06d}.pickle" for i in range(4)]
+    assert sorted(parses) == sorted([names[:2], names[2:], names[2:]])  # the second task ran twice
+    calls = (tmp_path / "calls").read_text(encoding="utf-8").splitlines()
+    assert sorted(calls) == sorted([pages[0], pages[2], pages[4], pages[4], pages[6]])  # batch 2 twice
+
+    one = flows.process(sample_raw, tmp_path / "one", batch_size=2, workers=2, batches_per_task=1)
+    assert one.counts == manifest.counts
+    for name in ("procedures.jsonl", "rejects.jsonl"):
+        a = (tmp_path / "out" / "latest" / name).read_text(encoding="utf-8")
+        assert a == (tmp_path / "one" / "latest" / name).read_text(encoding="utf-8")
+
+
+def test_flow_refuses_batches_per_task_below_one(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path
+) -> None:
+    from pipeline.flows import process
+
+    state = process(str(sample_raw), str(tmp_path / "out"), batches_per_task=0, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(UsageError, match="batches_per_task must be at least 1"):
+        state.result()
+
+
 def test_head_start_work_is_taken_over_by_the_flow(
     prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
