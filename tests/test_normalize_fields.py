@@ -231,6 +231,8 @@ _FRAGMENTS = [
     "anesthesia", "not required", "none", "n/a", "unnecessary", "without", "don't", "typically", "No",
     "epidural", "topical", "spinal", "primary care", "home-based", "self-administered", "Day-case",
     "approximately", "no more than", "\t", "   ", "~", "approx.", "between  ", "3\u00a0", "٣",
+    "stay of", "length of stay", "admission", "need to fast", "nil by mouth", "go home the same day",
+    "without fasting", "such as fasting", "not require hospitalization", "avoid eating", "in the hospital",
 ]  # fmt: skip
 
 

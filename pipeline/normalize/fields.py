@@ -501,22 +501,35 @@ def duration_minutes(
     return None, None
 
 
-_STAY = re.compile(
-    r"hospital stay|stay(?:s|ing)? (?:\w+ )?(?:in|at) (?:the )?hospital|hospitali[sz]|admitted|admission|"
-    r"inpatient stay|discharged|length of stay|overnight|stay (?:of|for) (?:\d|one|two|three|a)",
-    re.I,
+#: ``_STAY`` and ``_SAME_DAY`` as alternatives, each with words one of which its matches hold (``_AnyOf``)
+_STAY_PARTS = (
+    ("hospital stay", ("hospital stay",)),
+    (r"stay(?:s|ing)? (?:\w+ )?(?:in|at) (?:the )?hospital", ("hospital",)),
+    ("hospitali[sz]", ("hospitali",)),
+    ("admitted", ("admitted",)),
+    ("admission", ("admission",)),
+    ("inpatient stay", ("inpatient stay",)),
+    ("discharged", ("discharged",)),
+    ("length of stay", ("length of stay",)),
+    ("overnight", ("overnight",)),
+    (r"stay (?:of|for) (?:\d|one|two|three|a)", ("stay of ", "stay for ")),
 )
-_SAME_DAY = re.compile(
-    r"same[- ]day|(?:go|return|sent|discharged)(?: \w+){0,3} home (?:\w+ )?(?:the )?same day|"
-    r"no hospital stay|does not require (?:a )?hospital stay|not require hospitali[sz]ation|"
-    r"\boutpatient (?:procedure|basis|setting|surgery)",
-    re.I,
+_STAY = re.compile("|".join(part for part, _ in _STAY_PARTS), re.I)
+_SAME_DAY_PARTS = (
+    ("same[- ]day", ("same",)),
+    (r"(?:go|return|sent|discharged)(?: \w+){0,3} home (?:\w+ )?(?:the )?same day", ("same day",)),
+    ("no hospital stay", ("no hospital stay",)),
+    ("does not require (?:a )?hospital stay", ("hospital stay",)),
+    ("not require hospitali[sz]ation", ("not require hospitali",)),
+    (r"\boutpatient (?:procedure|basis|setting|surgery)", ("outpatient ",)),
 )
+_SAME_DAY = re.compile("|".join(part for part, _ in _SAME_DAY_PARTS), re.I)
 _INPATIENT = re.compile(r"\binpatient\b", re.I)
 # every match of _STAY / _SAME_DAY holds one of these (lower-cased): a cheap test before the pattern
 _STAY_WORDS = ("hospital", "stay", "admi", "discharged", "overnight")
 _SAME_DAY_WORDS = ("same", "hospital", "outpatient")
-_STAY_L, _SAME_DAY_L, _INPATIENT_L = _Lowered(_STAY), _Lowered(_SAME_DAY), _Lowered(_INPATIENT)
+_STAY_L, _SAME_DAY_L = _AnyOf(_STAY, _STAY_PARTS), _AnyOf(_SAME_DAY, _SAME_DAY_PARTS)
+_INPATIENT_L = _Lowered(_INPATIENT)
 
 
 def hospital_stay_days(
@@ -572,22 +585,29 @@ def recovery_weeks(
     return None, None
 
 
-_FAST = re.compile(
-    r"\bfast(?:ing|ed)?\b|\bnpo\b|nil by mouth|nothing (?:to eat|by mouth)|"
-    r"(?:not|avoid|refrain from|no) (?:eating|eat)\b|empty stomach",
-    re.I,
+#: ``_FAST`` and ``_NO_FAST`` as alternatives, each with words one of which its matches hold (``_AnyOf``)
+_FAST_PARTS = (
+    (r"\bfast(?:ing|ed)?\b", ("fast",)),
+    (r"\bnpo\b", ("npo",)),
+    ("nil by mouth", ("nil by mouth",)),
+    ("nothing (?:to eat|by mouth)", ("nothing ",)),
+    (r"(?:not|avoid|refrain from|no) (?:eating|eat)\b", (" eat",)),
+    ("empty stomach", ("empty stomach",)),
 )
-_NO_FAST = re.compile(
-    r"\bno (?:\w+ ){0,2}fasting|fasting (?:is )?(?:\w+ )?not (?:required|necessary|needed)|"
-    r"(?:don't|do not|does not|doesn't|not) (?:need|have|required?) to fast|without fasting|"
-    r"no (?:\w+ ){0,3}(?:like|such as) fasting",
-    re.I,
+_FAST = re.compile("|".join(part for part, _ in _FAST_PARTS), re.I)
+_NO_FAST_PARTS = (
+    (r"\bno (?:\w+ ){0,2}fasting", ("fasting",)),
+    (r"fasting (?:is )?(?:\w+ )?not (?:required|necessary|needed)", ("fasting",)),
+    ("(?:don't|do not|does not|doesn't|not) (?:need|have|required?) to fast", (" to fast",)),
+    ("without fasting", ("without fasting",)),
+    (r"no (?:\w+ ){0,3}(?:like|such as) fasting", ("fasting",)),
 )
+_NO_FAST = re.compile("|".join(part for part, _ in _NO_FAST_PARTS), re.I)
 
 
 # every match of _FAST holds one of these (lower-cased)
 _FAST_WORDS = ("fast", "npo", "mouth", "eat", "stomach")
-_FAST_L, _NO_FAST_L = _Lowered(_FAST), _Lowered(_NO_FAST)
+_FAST_L, _NO_FAST_L = _AnyOf(_FAST, _FAST_PARTS), _AnyOf(_NO_FAST, _NO_FAST_PARTS)
 
 
 def fasting_hours(
