@@ -412,6 +412,7 @@ class _TemporaryServer:
             "PREFECT__SERVER_FINAL": "1",
         }
         env = {
+            **_TEMPORARY_SERVER_DEFAULTS,
             **os.environ,
             **server_env,
             **get_current_settings().to_environment_variables(exclude_unset=True),
@@ -462,6 +463,11 @@ class _TemporaryServer:
 
 
 _PREFECT_SERVER_MODULE = "prefect.server.api.server"
+
+#: settings of the temporary server unless set in the environment or the Prefect profile. Automations
+#: (the triggers service and its actions) are off: the server lives for one run, yet would evaluate
+#: every event of it and start an HTTP client for actions (~0.5-1 s of CPU on the 2 cores that parse).
+_TEMPORARY_SERVER_DEFAULTS = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false"}
 
 
 class _HeadStartFlow(Flow[Any, Any]):
