@@ -179,11 +179,16 @@ class _Collector:
         self.name(head)
 
 
-def _item_lines(items: list[Item]) -> list[tuple[str | None, str]]:
-    out: list[tuple[str | None, str]] = []
+def _item_lines(
+    items: list[Item], out: list[tuple[str | None, str]] | None = None
+) -> list[tuple[str | None, str]]:
+    """(label, text) of every item, nested ones after their parent; appended to ``out`` when given."""
+    if out is None:
+        out = []
     for it in items:
         out.append((it.label, it.text))
-        out.extend(_item_lines(it.items))
+        if it.items:
+            _item_lines(it.items, out)
     return out
 
 
@@ -195,7 +200,7 @@ def extract_names(sections: list[Section], title: str | None, code: str | None =
         lines: list[tuple[str | None, str]] = []
         for para in (section.text or "").split("\n\n"):
             lines.extend((None, ln) for ln in para.split("\n") if ln.strip())
-        lines.extend(_item_lines(section.items))
+        _item_lines(section.items, lines)
         for sub in section.subsections:
             body = [sub.text] if sub.text else []
             body += [f"{i.label}: {i.text}" if i.label else i.text for i in sub.items]

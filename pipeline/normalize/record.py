@@ -170,35 +170,37 @@ def similar_codes(drafts: list[SectionDraft], page_system: str, page_url: str | 
     return out
 
 
-def item_lines(items: list[Item]) -> list[str]:
-    """One line per item, nested items flattened after their parent; "Label: text" when labelled."""
-    out: list[str] = []
+def item_lines(items: list[Item], out: list[str] | None = None) -> list[str]:
+    """One line per item, nested items flattened after their parent; "Label: text" when labelled.
+    Appended to ``out`` when given."""
+    if out is None:
+        out = []
     for it in items:
         if it.label:
             out.append(f"{it.label}: {it.text}" if it.text else f"{it.label}:")
         elif it.text:
             out.append(it.text)
-        out.extend(item_lines(it.items))
+        if it.items:
+            item_lines(it.items, out)
     return out
 
 
 def section_as_text(section: Section) -> str:
-    parts: list[str] = []
-    if section.text:
-        parts.append(section.text)
-    parts.extend(item_lines(section.items))
+    parts: list[str] = [section.text] if section.text else []
+    if section.items:
+        item_lines(section.items, parts)
     for sub in section.subsections:
         parts.append(f"{sub.heading}:")
         if sub.text:
             parts.append(sub.text)
-        parts.extend(item_lines(sub.items))
+        item_lines(sub.items, parts)
     return "\n".join(parts)
 
 
 def section_as_list(section: Section) -> list[str]:
     values = item_lines(section.items)
     for sub in section.subsections:
-        values.extend(item_lines(sub.items))
+        item_lines(sub.items, values)
     if values:
         return values
     paras = [p for p in (section.text or "").split("\n\n") if p]
@@ -214,10 +216,15 @@ def convenience_fields(sections: list[Section]) -> dict[str, Any]:
         by_key.setdefault(s.key, []).append(s)
     out: dict[str, Any] = {}
     for key in TEXT_SECTION_KEYS:
-        texts = [t for s in by_key.get(key, ()) if (t := section_as_text(s))]
+        found = by_key.get(key)
+        if found is None:  # most keys: no section, no comprehension
+            out[key] = None
+            continue
+        texts = [t for s in found if (t := section_as_text(s))]
         out[key] = "\n\n".join(texts) if texts else None
     for key in LIST_SECTION_KEYS:
-        out[key] = [v for s in by_key.get(key, ()) for v in section_as_list(s)]
+        found = by_key.get(key)
+        out[key] = [v for s in found for v in section_as_list(s)] if found else []
     return out
 
 

@@ -293,7 +293,7 @@ class _Builder:
         cleaned, text, norm = heading_forms(h.text)
         if not text:
             return
-        cur = self.cur
+        cur = self.drafts[-1] if self.drafts else None  # self.cur
         if cur is None and self._is_furniture_clean(cleaned):
             return
         key = self.vocab.procedure.get(norm)  # self.vocab.key(text)
@@ -343,7 +343,7 @@ class _Builder:
         cur.blocks.append(p)
 
     def list_block(self, lst: ListBlock) -> None:
-        cur = self.cur
+        cur = self.drafts[-1] if self.drafts else None  # self.cur
         if cur is None:
             lines = _flat_lines(lst.items)  # cleaned lines
             self.preamble.extend(line for line in lines if not self._is_furniture_clean(line))
