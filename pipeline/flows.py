@@ -481,11 +481,22 @@ class _HeadStartFlow(Flow[Any, Any]):
         try:
             if server is None:
                 return super().__call__(*args, **kwargs)
-            from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+            from prefect.settings import (
+                PREFECT_API_URL,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                PREFECT_UI_URL,
+                temporary_settings,
+            )
 
             server.wait_ready()
-            # no UI URL: the temporary server serves no UI (Prefect's own has none to link to either)
-            with temporary_settings(updates={PREFECT_API_URL: server.url, PREFECT_UI_URL: ""}):
+            # no UI URL: the temporary server serves no UI (Prefect's own has none to link to either).
+            # No heartbeats unless the user sets their frequency: they let automations on the server
+            # spot a crashed run, but this server ends with this process; and the engine's wait for
+            # the heartbeat thread (which sleeps in 1 s steps) added up to 1 s to the end of each run.
+            with temporary_settings(
+                updates={PREFECT_API_URL: server.url, PREFECT_UI_URL: ""},
+                set_defaults={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None},
+            ):
                 return super().__call__(*args, **kwargs)
         finally:
             if head is not None:
