@@ -279,7 +279,8 @@ class _Builder:
             s = _Sink("heading")
             s.level = HEADING_TAGS[tag]
             s.hkind = HEADING_KIND.get(tag, "h")
-            self._push_sink(s)
+            self.sinks.append(self.sink)  # _push_sink(s), inline
+            self.sink = s
             self.ends.append(self._end_heading)
             return
         if tag in ("ul", "ol", "menu"):
@@ -306,7 +307,8 @@ class _Builder:
                 return
             s = _Sink("item")
             s.list = self.lists[-1]
-            self._push_sink(s)
+            self.sinks.append(self.sink)  # _push_sink(s), inline
+            self.sink = s
             self.ends.append(self._end_item)
             return
         if tag in ("main", "article"):
@@ -522,7 +524,8 @@ class _Builder:
             if text.endswith(":") and words <= MAX_LABEL_WORDS and text[0].isupper():
                 self._heading(text, 8, "label")
                 return
-        self._emit(Paragraph(text, href))
+        self.blocks.append(Paragraph(text, href))  # _emit, inline
+        self.mlist = None
 
     def _marker_item(self, text: str, number: int | None, href: str | None) -> None:
         ordered = number is not None
@@ -541,15 +544,18 @@ class _Builder:
     def _heading(self, text: str, level: int, kind: str) -> None:
         text = text.rstrip(": \u00a0：")
         if text:
-            self._emit(Heading(text, level, kind))  # type: ignore[arg-type]
+            self.blocks.append(Heading(text, level, kind))  # type: ignore[arg-type]  # _emit, inline
+            self.mlist = None
 
     def _end_heading(self) -> None:
-        s = self._pop_sink()
+        s = self.sink  # _pop_sink(), inline
+        self.sink = self.sinks.pop()
         text, _ = s.text()
         self._heading(text, s.level, s.hkind)
 
     def _end_item(self) -> None:
-        s = self._pop_sink()
+        s = self.sink  # _pop_sink(), inline
+        self.sink = self.sinks.pop()
         text, href = s.text()
         item = _item(GLYPH.sub("", text) if text[:1] in _GLYPH_FIRST else text, href, s.children)
         if item is not None and s.list is not None:
