@@ -197,7 +197,7 @@ def _tail_heading(text: str, *, glued: bool) -> tuple[str, Heading | None]:
     or, when ``glued``, a heading run into the text without a space ("... bleeding.Rare Risks:")."""
     start = max(0, len(text) - 160)
     tail = text[start:]
-    m = _TAIL_ATX.search(tail)
+    m = _TAIL_ATX.search(tail) if "#" in tail else None  # its matches hold "##"
     if m:
         head = text[: start + m.start()].rstrip()
         name = _bare(m.group(2))
@@ -205,7 +205,9 @@ def _tail_heading(text: str, *, glued: bool) -> tuple[str, Heading | None]:
             if _is_known(name):
                 return head, Heading(_written(m.group(2)), 2, "line")
             return head, Heading(name, 8, "label")
-    if glued:
+    # a _TAIL_GLUED match ends the text but for blanks and a colon, and holds no ".", "!" or "?":
+    # a line ending in one of them (most items end in ".") cannot match
+    if glued and tail.rstrip()[-1:] not in (".", "!", "?"):
         m = _TAIL_GLUED.search(tail)
         if m:
             head = text[: start + m.start()].rstrip()
