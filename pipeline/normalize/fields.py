@@ -449,8 +449,8 @@ class SectionTexts:
         for i in self._indexes(keys):
             if words is None or self._may_contain(i, words):
                 out.extend(self._section_sentences(i))
-        if labels:
-            out.extend((x, x.lower()) for x in sentences(self._label_texts(keys, labels)))
+        if labels and (found := self._label_texts(keys, labels)):
+            out.extend((x, x.lower()) for x in sentences(found))
         return out
 
 
