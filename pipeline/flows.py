@@ -96,6 +96,12 @@ class _Pool:
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
         self._early: dict[str, tuple[ProcessPoolExecutor, Future[Spooled]]] = {}
 
+    @property
+    def executor(self) -> ProcessPoolExecutor:
+        """The pool's current executor (a new one after a worker died)."""
+        with self._lock:
+            return self._executor
+
     def submit_early(self, batch: list[str], raw_dir: str, spool_to: str) -> Future[Spooled]:
         """Start a batch now; the task that later runs it (same spool file) takes this future over."""
         with self._lock:
@@ -689,15 +695,20 @@ def publish_results(
     keep: int | None = None,
     gates: Any = None,
     force: bool = False,
+    run: str | None = None,
 ) -> Manifest:
     """Write ``results`` (an iterable of result dicts in batch order, consumed while the batches are
     still being parsed; plus the results ``plan`` reuses) as a new version of ``out_dir``, make it
-    ``latest``."""
+    ``latest``. The tables' chunks are built in the run's parsing pool (``run``, a token of
+    ``_RUNS``), idle once every batch is parsed, rather than in processes started for them."""
     from pipeline.publish import publish
 
+    batches = _RUNS.get(run) if run else None
+    shared = batches.pool if batches is not None else None
     return publish(
-        results, Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates, force=force
-    )
+        results, Path(out_dir), inputs=inputs, run_id=run_id, plan=plan, keep=keep, gates=gates, force=force,
+        executor=shared.executor if shared is not None else None,
+    )  # fmt: skip
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -827,7 +838,7 @@ def process(
         try:
             manifest: Manifest = publish_results(  # type: ignore[call-overload]
                 quote(_stream(list(futures), spool_groups, run, len(paths), log)), str(out),
-                the_plan.inputs, run_id, quote(the_plan), keep, quote(config), force,
+                the_plan.inputs, run_id, quote(the_plan), keep, quote(config), force, run,
             )  # fmt: skip
         except quality_gates.GateFailed as exc:
             md = quality_gates.quality_markdown(run_id, exc.results, published=False)

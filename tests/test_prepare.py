@@ -229,3 +229,27 @@ def test_a_record_dumped_either_way_prepares_to_the_same_line(tmp_path: Path) ->
         assert a == b
         lines += 1
     assert lines > 40
+
+
+def test_the_flow_builds_the_chunks_in_its_parsing_pool(
+    prefect_harness: None, sample_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``process`` flow hands its parsing pool (idle once every batch is parsed) to publish: no
+    pool of publish's own is started, and the tables are those of a plain run."""
+    from pipeline.flows import process
+    from pipeline.process import run_local
+
+    plain = run_local(sample_raw, tmp_path / "plain", workers=1)
+    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 1)
+    monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+
+    def no_pool_of_its_own(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("publish started a pool of its own")
+
+    monkeypatch.setattr(writer, "ProcessPoolExecutor", no_pool_of_its_own)
+    manifest = process(str(sample_raw), str(tmp_path / "flow"), batch_size=2, workers=2)
+    assert manifest.counts == plain.counts
+    for name in TABLES:
+        table = pq.read_table(tmp_path / "flow" / "latest" / name)
+        assert table.equals(pq.read_table(tmp_path / "plain" / "latest" / name)), name
+    assert pq.ParquetFile(tmp_path / "flow" / "latest" / "procedures.parquet").metadata.num_row_groups == 3
