@@ -253,3 +253,21 @@ def test_the_flow_builds_the_chunks_in_its_parsing_pool(
         table = pq.read_table(tmp_path / "flow" / "latest" / name)
         assert table.equals(pq.read_table(tmp_path / "plain" / "latest" / name)), name
     assert pq.ParquetFile(tmp_path / "flow" / "latest" / "procedures.parquet").metadata.num_row_groups == 3
+
+
+def test_chunks_are_built_here_when_the_pool_is_unusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool that no longer takes work (shut down by its owner): publish builds the chunks itself."""
+    from pipeline.process import pool_context
+
+    results = [record(f"{29870 + i}") for i in range(5)]
+    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 2)
+    publish(results, tmp_path / "here", inputs=len(results))
+    monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=pool_context())
+    pool.shutdown()
+    publish(results, tmp_path / "closed", inputs=len(results), executor=pool)
+    for name in TABLES:
+        here = pq.read_table(tmp_path / "here" / "latest" / name)
+        assert here.equals(pq.read_table(tmp_path / "closed" / "latest" / name)), name
