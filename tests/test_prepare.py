@@ -181,15 +181,27 @@ def test_staged_files_are_copied_when_the_version_is_on_another_file_system(
     assert app_files(tmp_path / "out" / "latest") == app_files(tmp_path / "plain" / "latest")
 
 
+def published_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Five records published in chunks of two, their tables built in this process (``here``);
+    afterwards any number of records goes to a pool. Returns the results."""
+    results = [record(f"{29870 + i}") for i in range(5)]
+    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 2)
+    publish(results, tmp_path / "here", inputs=len(results))
+    monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+    return results
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    for name in TABLES:
+        assert pq.read_table(a / "latest" / name).equals(pq.read_table(b / "latest" / name)), name
+
+
 def test_publish_builds_chunks_in_the_callers_pool_and_leaves_it_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipeline.process import pool_context
 
-    results = [record(f"{29870 + i}") for i in range(5)]
-    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 2)
-    publish(results, tmp_path / "here", inputs=len(results))
-    monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+    results = published_here(tmp_path, monkeypatch)
     submitted: list[int] = []
 
     class CallersPool(ProcessPoolExecutor):
@@ -205,9 +217,7 @@ def test_publish_builds_chunks_in_the_callers_pool_and_leaves_it_running(
         publish(results, tmp_path / "pool", inputs=len(results), executor=pool)
         assert submitted == [2, 2, 1]
         assert pool.submit(len, "still running").result() == 13
-    for name in TABLES:
-        here = pq.read_table(tmp_path / "here" / "latest" / name)
-        assert here.equals(pq.read_table(tmp_path / "pool" / "latest" / name)), name
+    assert_same_tables(tmp_path / "here", tmp_path / "pool")
 
 
 def test_a_record_dumped_either_way_prepares_to_the_same_line(tmp_path: Path) -> None:
@@ -261,13 +271,8 @@ def test_chunks_are_built_here_when_the_pool_is_unusable(
     """A pool that no longer takes work (shut down by its owner): publish builds the chunks itself."""
     from pipeline.process import pool_context
 
-    results = [record(f"{29870 + i}") for i in range(5)]
-    monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 2)
-    publish(results, tmp_path / "here", inputs=len(results))
-    monkeypatch.setattr(writer, "POOL_MIN_RECORDS", 1)
+    results = published_here(tmp_path, monkeypatch)
     pool = ProcessPoolExecutor(max_workers=1, mp_context=pool_context())
     pool.shutdown()
     publish(results, tmp_path / "closed", inputs=len(results), executor=pool)
-    for name in TABLES:
-        here = pq.read_table(tmp_path / "here" / "latest" / name)
-        assert here.equals(pq.read_table(tmp_path / "closed" / "latest" / name)), name
+    assert_same_tables(tmp_path / "here", tmp_path / "closed")
