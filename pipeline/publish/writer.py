@@ -45,6 +45,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -136,15 +137,6 @@ class _JsonlFile:
         return file_entry(self.path, self.rows)
 
 
-def _spill_entry(line: bytes, sinks: list[extras.Sink]) -> bytes:
-    """A winner's spill entry: its line and each sink's digest of it, pickled. The digests are
-    made now, while the workers still parse, not in the serial tail of pass 2 (the app-files sink
-    writes the record's own file here: a later winner for the same code overwrites it)."""
-    data = json.loads(line)
-    digests = [sink.digest(line, data) for sink in sinks]
-    return pickle.dumps((line, digests), protocol=pickle.HIGHEST_PROTOCOL)
-
-
 def _reject_of(raw: Any) -> Reject:
     try:
         return Reject.model_validate(raw)
@@ -194,47 +186,49 @@ def _write_version(
             for result in results:
                 seen += 1
                 line: bytes | None = None
+                record: ProcedureRecord | None = None
                 prepared = result.get("prepared") if isinstance(result, dict) and len(result) == 1 else None
                 if prepared is not None:
                     # validated, dumped and digested in the worker (``prepare.py``)
-                    line, rid, path, fetched, url, sha, digests = prepared
+                    line, rid, path, fetched, url, sha, made = prepared
                     cand = Candidate(rid, path, fetched, url, sha)
-                    if folder.beats(cand):
-                        taken = [sink.take(d) for sink, d in zip(sinks, digests, strict=True)]
-                        blob = pickle.dumps((line, taken), protocol=pickle.HIGHEST_PROTOCOL)
-                        cand = Candidate(rid, path, fetched, url, sha, (spill.tell(), len(blob), len(line)))
-                        spill.write(blob)
-                    folder.add(cand)
-                    continue
-                if isinstance(result, dict) and set(result) == {"record_line"}:
-                    # a record reused from the previous version: its JSON line as published there
-                    line = bytes(result["record_line"])
-                    try:
-                        record = ProcedureRecord.model_validate_json(line)
-                    except ValidationError as exc:
-                        rejects.append(invalid_record(json.loads(line), exc))
-                        continue
                 else:
-                    if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
-                        raise ValueError(f"result {seen} is neither {{'record': ...}} nor {{'reject': ...}}")
-                    if "reject" in result:
-                        rejects.append(_reject_of(result["reject"]))
-                        continue
-                    try:
-                        record = ProcedureRecord.model_validate(result["record"])
-                    except ValidationError as exc:
-                        rejects.append(invalid_record(result["record"], exc))
-                        continue
-                src = record.source
-                cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
-                if folder.beats(cand):  # only a (current) winner's record is dumped and spilled
-                    if line is None:
-                        line = record.model_dump_json().encode("utf-8")
-                    blob = _spill_entry(line, sinks)
-                    offset = spill.tell()
+                    if isinstance(result, dict) and set(result) == {"record_line"}:
+                        # a record reused from the previous version: its JSON line as published there
+                        line = bytes(result["record_line"])
+                        try:
+                            record = ProcedureRecord.model_validate_json(line)
+                        except ValidationError as exc:
+                            rejects.append(invalid_record(json.loads(line), exc))
+                            continue
+                    else:
+                        if not isinstance(result, dict) or ("record" in result) == ("reject" in result):
+                            raise ValueError(
+                                f"result {seen} is neither {{'record': ...}} nor {{'reject': ...}}"
+                            )
+                        if "reject" in result:
+                            rejects.append(_reject_of(result["reject"]))
+                            continue
+                        try:
+                            record = ProcedureRecord.model_validate(result["record"])
+                        except ValidationError as exc:
+                            rejects.append(invalid_record(result["record"], exc))
+                            continue
+                    src = record.source
+                    cand = Candidate(record.record_id, src.path or "", src.fetched_at, src.url, src.sha256)
+                if folder.beats(cand):
+                    # only a (current) winner is spilled: its line and the sinks' digests of it, made
+                    # now while the workers still parse (or taken from the worker that made them)
+                    if record is None:
+                        digests = [sink.take(d) for sink, d in zip(sinks, made, strict=True)]
+                    else:
+                        line = line or record.model_dump_json().encode("utf-8")
+                        data = json.loads(line)
+                        digests = [sink.digest(line, data) for sink in sinks]
+                    assert line is not None
+                    blob = pickle.dumps((line, digests), protocol=pickle.HIGHEST_PROTOCOL)
+                    cand = replace(cand, ref=(spill.tell(), len(blob), len(line)))
                     spill.write(blob)
-                    ref = (offset, len(blob), len(line))
-                    cand = Candidate(cand.record_id, cand.path, cand.fetched_at, cand.url, cand.sha256, ref)
                 folder.add(cand)
             if seen != inputs:
                 raise ValueError(
@@ -376,8 +370,6 @@ class _ChunkBuilder:
 
     def _next(self) -> Chunk:
         built = [self._built(piece, future) for piece, future in self._pending.popleft()]
-        if len(built) == 1:
-            return built[0]
         parts = [pa.concat_tables([b[i] for b in built]) for i in range(4)]
         keys = [k for b in built for k in b[4]]
         return parts[0], parts[1], parts[2], parts[3], keys
