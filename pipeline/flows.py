@@ -572,7 +572,7 @@ class _RunBatches:
                     error = error or exc
         else:
             for b, p in todo:
-                self._done(p, spool_batch(_batch_fn(raw_dir)(b, raw_dir), p))
+                self._done(p, process_batch_to_file(_batch_fn(raw_dir), b, raw_dir, p))
         if error is not None:
             raise error
         return [self.slots[p].result() for p in spool_to]

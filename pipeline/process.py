@@ -159,16 +159,15 @@ def read_spool(paths: Iterable[str]) -> Iterator[dict[str, Any]]:
         yield from load_spool(path)
 
 
-BatchFn = Callable[[list[str], str], list[dict[str, Any]]]
+#: ``process_batch`` or a twin (``sources.remote.process_batch_url``): ``fn(paths, raw_dir, stage)``
+BatchFn = Callable[[list[str], str, "str | None"], list[dict[str, Any]]]
 
 
 def process_batch_to_file(fn: BatchFn, paths: list[str], raw_dir: str, path: str) -> Spooled:
-    """``fn(paths, raw_dir)`` (``process_batch`` or a twin) in a worker, its results written to ``path``
-    by the worker itself: only the path and counts travel back to the parent. ``process_batch``
-    prepares its records for publishing, app files staged in ``stage_folder(path)``."""
-    if fn is process_batch:
-        return spool_batch(process_batch(paths, raw_dir, stage=str(stage_folder(path))), path)
-    return spool_batch(fn(paths, raw_dir), path)
+    """``fn(paths, raw_dir, stage)`` (``process_batch`` or a twin) in a worker, its results written to
+    ``path`` by the worker itself: only the path and counts travel back to the parent. The records
+    come prepared for publishing, their app files staged in ``stage_folder(path)``."""
+    return spool_batch(fn(paths, raw_dir, str(stage_folder(path))), path)
 
 
 def stage_folder(spool_path: str | Path) -> Path:

@@ -101,13 +101,13 @@ def test_flow_refuses_a_missing_raw_folder(prefect_harness: None, tmp_path: Path
     assert not (tmp_path / "out").exists()
 
 
-def crashing_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+def crashing_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> list[dict[str, Any]]:
     """The real batch worker, except that it dies outright (like a segfault) on a page named crash*."""
     from pipeline.process import process_batch
 
     if any(Path(p).name.startswith("crash") for p in paths):
         os._exit(70)
-    return process_batch(paths, raw_dir)
+    return process_batch(paths, raw_dir, stage)
 
 
 def test_a_dying_worker_costs_only_its_own_pages(
@@ -126,7 +126,7 @@ def test_a_dying_worker_costs_only_its_own_pages(
     assert rejects["site/cpt/crash.txt"] == "internal error: worker process failed: BrokenProcessPool"
 
 
-def held_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+def held_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> list[dict[str, Any]]:
     """The real batch worker, except that the batch holding the page named in ``<raw>/../hold`` waits
     (up to a minute) until the parent has published a first batch, and notes whether it saw that."""
     from pipeline.process import process_batch
@@ -140,7 +140,7 @@ def held_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
                 break
             time.sleep(0.1)
         (signals / ("saw" if first.exists() else "gave-up")).touch()
-    return process_batch(paths, raw_dir)
+    return process_batch(paths, raw_dir, stage)
 
 
 def test_flow_publishes_batches_in_order_while_later_ones_still_parse(
@@ -177,7 +177,7 @@ def test_flow_publishes_batches_in_order_while_later_ones_still_parse(
         assert flow_out == (tmp_path / "local" / "latest" / name).read_text(encoding="utf-8")
 
 
-def flaky_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
+def flaky_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> list[dict[str, Any]]:
     """The real batch worker, noting each call in ``<raw>/../calls``; the batch holding the page named
     in ``<raw>/../flaky`` raises on its first call (like a full disk), as a whole batch, not a page."""
     from pipeline.process import process_batch
@@ -189,7 +189,7 @@ def flaky_batch(paths: list[str], raw_dir: str) -> list[dict[str, Any]]:
     if flaky.read_text(encoding="utf-8") in paths and not failed.exists():
         failed.touch()
         raise OSError("no space left on device (simulated)")
-    return process_batch(paths, raw_dir)
+    return process_batch(paths, raw_dir, stage)
 
 
 def test_a_task_parses_several_batches_and_its_retry_reruns_only_the_failed_one(

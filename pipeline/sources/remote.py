@@ -88,13 +88,14 @@ def _fetch(fs: Any, src: str, dst: Path, limit: int) -> None:
         dst.write_bytes(fh.read(limit + 1))  # read_page judges the size of what arrives
 
 
-def process_batch_url(paths: list[str], raw_url: str) -> list[Result]:
-    """``process.process_batch`` for a raw folder behind a URL (a local one is read in place)."""
+def process_batch_url(paths: list[str], raw_url: str, stage: str | None = None) -> list[Result]:
+    """``process.process_batch`` for a raw folder behind a URL (a local one is read in place); with
+    ``stage``, records come prepared for publishing as there."""
     from pipeline.process import process_batch, reject_result
 
     local = local_path(raw_url)
     if local is not None:
-        return process_batch(paths, local)
+        return process_batch(paths, local, stage)
     fs, root = _fs(raw_url)
     limit = max_page_bytes()
     skipped: dict[str, Result] = {}
@@ -123,7 +124,7 @@ def process_batch_url(paths: list[str], raw_url: str) -> list[Result]:
                 reason = f"broken sidecar {name}: cannot read ({type(exc).__name__})"
                 skipped[rel] = reject_result(rel, "read", reason)
         todo = [p for p in paths if p not in skipped]
-        done = iter(process_batch(todo, str(base)))
+        done = iter(process_batch(todo, str(base), stage))
         return [skipped[p] if p in skipped else next(done) for p in paths]
 
 
