@@ -39,6 +39,7 @@ WEIGHTS: dict[str, float] = {"code": 10.0, "title": 5.0, "names": 8.0, "summary"
 _NOT_BODY = frozenset({"name", "summary", "purpose", "similar_codes"})
 _SUMMARY = ("summary", "purpose")
 _BATCH = 500
+_AUTOMERGE_DEFAULT = 4  # FTS5's default 'automerge' setting
 
 
 def _add_items(items: list[dict[str, Any]], out: list[str]) -> None:
@@ -123,6 +124,9 @@ class IndexBuilder:
             self._db.execute("PRAGMA journal_mode = OFF")  # a half-written index dies with its folder
             self._db.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
             create_schema(self._db)
+            # no incremental merging while rows go in: ``close`` merges every segment once
+            # ('optimize'), which leaves the same index for ~30% less CPU than merging as it goes
+            self._db.execute("INSERT INTO fts(fts, rank) VALUES ('automerge', 0)")
         except BaseException:
             self._thread.shutdown()
             self._db.close()
@@ -160,6 +164,8 @@ class IndexBuilder:
             _flush(self._db, self._docs, self._fts)
             self._db.execute("INSERT INTO meta VALUES ('records', ?)", (str(self.count),))
             self._db.execute("INSERT INTO fts(fts) VALUES ('optimize')")
+            # back to SQLite's default, so whoever adds rows to the index later merges as usual
+            self._db.execute(f"INSERT INTO fts(fts, rank) VALUES ('automerge', {_AUTOMERGE_DEFAULT})")
             self._db.commit()
         finally:
             self._thread.shutdown(cancel_futures=True)
