@@ -239,23 +239,21 @@ class _HeadStart:
 
     def _run(self) -> None:
         try:
+            from pipeline.incremental import inputs_of
             from pipeline.incremental import plan as plan_inputs
             from pipeline.publish.lock import is_locked
             from pipeline.publish.writer import latest_version
-            from pipeline.sources.files import discover
 
             if is_locked(self.out):  # another run holds the folder: the flow plans under the lock
                 return
             self.planned_against = latest_version(self.out)
-            guess: list[str] | None = None
-            if self.full or self.planned_against is None:  # every page will be parsed
-                guess = [p.relative_to(self.raw).as_posix() for p in discover(self.raw)]
-                self._feed(guess)
-            plan = plan_inputs(self.raw, self.out, full=self.full)
-            if guess is None:
+            if self.full or self.planned_against is None:  # every page will be parsed: start now
+                listed = inputs_of(self.raw)
+                self._feed(listed)
+                plan = plan_inputs(self.raw, self.out, full=self.full, paths=listed)  # no second listing
+            else:
+                plan = plan_inputs(self.raw, self.out, full=self.full)
                 self._feed(plan.to_parse)
-            elif plan.to_parse != guess:  # pages came or went meanwhile: the flow plans again
-                return
             self.plan = plan
         except Exception:  # noqa: BLE001 - the flow body plans again
             _log.debug("head start failed", exc_info=True)
