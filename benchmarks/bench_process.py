@@ -114,6 +114,8 @@ def bench_size(n: int, args: argparse.Namespace, exe: str, env: dict[str, str]) 
         f"(cpu {empty.cpu_s:.2f} s, peak {mib(empty.peak_rss)}, {empty.peak_procs} processes)",
         flush=True,
     )
+    roles = ", ".join(f"{k} {v:.1f}" for k, v in empty.cpu_by_role.items())
+    print(f"        cpu seconds by process: {roles}")
 
     full = timed_run([*cmd, "--raw-dir", str(raw), "--out-dir", str(out_full)], env)
     if full.returncode != 0:
