@@ -243,6 +243,16 @@ _items = st.recursive(
     ),
     max_leaves=12,
 )
+
+
+def _wrapped(inner: dict[str, Any], levels: int) -> dict[str, Any]:
+    for n in range(levels):
+        inner = item(f"wrap {n}", inner)
+    return inner
+
+
+# some items under a few more levels, so that chunks on both sides of ``ITEM_LEVELS`` come up
+_items = _items | st.builds(_wrapped, _items, st.integers(1, tables.ITEM_LEVELS - 1))
 _subsection = st.fixed_dictionaries({"heading": _text, "text": _maybe, "items": st.lists(_items, max_size=3)})
 _section = st.fixed_dictionaries(
     {
@@ -273,7 +283,7 @@ def _records(draw: st.DrawFn) -> list[bytes]:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_records())
 def test_random_records_build_the_same_tables(lines: list[bytes]) -> None:
     """Either way the tables are the same; the Arrow way refuses only items nested too deep."""
