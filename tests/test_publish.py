@@ -324,7 +324,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(
     "where",
-    ["child_rows", "second_chunk", "rejects_table", "version_rename", "latest_switch", "latest_file"],
+    ["chunk_tables", "second_chunk", "rejects_table", "version_rename", "latest_switch", "latest_file"],
 )
 def test_failure_mid_publish_leaves_previous_version_current_and_intact(
     out: Path, monkeypatch: pytest.MonkeyPatch, where: str
@@ -332,19 +332,19 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
     publish([record("29881"), reject("e.txt")], out, inputs=2, run_id="v1")
     before = _snapshot(out / "versions" / "v1")
 
-    if where == "child_rows":
-        monkeypatch.setattr(tables, "child_rows", _fail)
+    if where == "chunk_tables":
+        monkeypatch.setattr(tables, "chunk_tables", _fail)
     elif where == "second_chunk":
         monkeypatch.setattr(writer, "RECORDS_PER_CHUNK", 1)
-        real, calls = tables.procedure_row, []
+        real, calls = tables.chunk_tables, []
 
-        def once(rec: dict[str, Any]) -> dict[str, Any]:
-            calls.append(rec)
+        def once(lines: list[bytes]) -> tables.Chunk:
+            calls.append(lines)
             if len(calls) > 1:
                 raise OSError("disk full (injected)")
-            return real(rec)
+            return real(lines)
 
-        monkeypatch.setattr(tables, "procedure_row", once)
+        monkeypatch.setattr(tables, "chunk_tables", once)
     elif where == "rejects_table":
         monkeypatch.setattr(writer, "_write_pair", _fail)
     elif where == "version_rename":
@@ -377,7 +377,7 @@ def test_failure_mid_publish_leaves_previous_version_current_and_intact(
     ]
     assert leftovers == []
     # a failure before the rename never leaves a half-written version behind
-    if where in ("child_rows", "second_chunk", "rejects_table", "version_rename"):
+    if where in ("chunk_tables", "second_chunk", "rejects_table", "version_rename"):
         assert not (out / "versions" / "v2").exists()
     publish([record("29884")], out, inputs=1, run_id="v3")
     assert latest_version(out) == (out / "versions" / "v3").resolve()

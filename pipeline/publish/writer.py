@@ -300,7 +300,7 @@ def _chunks(
         yield lines
 
 
-Chunk = tuple[pa.Table, pa.Table, pa.Table, pa.Table, list[str]]
+Chunk = tables.Chunk
 
 
 def _write_chunk(chunk: Chunk, parquet: tuple[_ParquetFile, ...], having: Counter[str]) -> None:
