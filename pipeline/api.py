@@ -123,8 +123,15 @@ def _parse(
 SOURCE_SCHEMES = frozenset({"", "http", "https", "file"})
 
 
+#: Prefixes of a source URL that is surely a web address (ASCII, without brackets): no urlsplit needed.
+_WEB_PREFIXES = ("https://", "http://")
+
+
 def _check_source_url(url: object) -> None:
     if not isinstance(url, str) or not url.strip():
+        return
+    if url.startswith(_WEB_PREFIXES) and url.isascii() and "[" not in url and "]" not in url:
+        # urlsplit's scheme is http(s), and with an ASCII netloc without brackets it cannot raise
         return
     try:
         scheme = urlsplit(url.strip()).scheme.lower()

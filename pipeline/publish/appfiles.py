@@ -107,12 +107,18 @@ def prepare(line: bytes, rec: dict[str, Any], stage: Path | None) -> AppDigest:
         if folder not in _made_dirs:
             os.makedirs(folder, exist_ok=True)
             _made_dirs.add(folder)
-        try:
-            with open(f"{stage}/{rel}", "xb") as fh:
-                fh.write(line)
-            written = True
+        try:  # open(name, "xb") without the file object around it (not inherited either: PEP 446)
+            fd = os.open(f"{stage}/{rel}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             pass
+        else:
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            written = True
     sha = hashlib.sha256(line).hexdigest()
     return system, code, rec.get("title"), rel, sha, len(line), None if stage is None else str(stage), written
 

@@ -250,11 +250,15 @@ def _first_error(exc: ValidationError) -> str:
 _PATH = type(Path())
 
 
-def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None) -> RawPage:
-    """Read one input file and its sidecar; raises ``RejectedPage`` (stage "read") when it cannot."""
+def read_page(path: Path, raw_dir: Path, *, max_bytes: int | None = None, rel: str | None = None) -> RawPage:
+    """Read one input file and its sidecar; raises ``RejectedPage`` (stage "read") when it cannot.
+
+    ``rel``: ``relative_path(path, raw_dir)`` when the caller has it already (a worker reports the
+    page by it either way); None: worked out here."""
     path = path if type(path) is _PATH else Path(path)  # re-parsing a Path costs more than the read
     raw_dir = raw_dir if type(raw_dir) is _PATH else Path(raw_dir)
-    rel = relative_path(path, raw_dir)
+    if rel is None:
+        rel = relative_path(path, raw_dir)
     if rel is None:
         raise RejectedPage(f"not under the raw folder {raw_dir}", stage="read", detail=str(path))
     limit = max_page_bytes() if max_bytes is None else max_bytes
