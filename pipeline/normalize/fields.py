@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -357,7 +357,11 @@ class SectionTexts:
         self.sections = sections
         by_key: dict[str, list[int]] = {}
         for i, s in enumerate(sections):
-            by_key.setdefault(s.key, []).append(i)
+            k = s.key
+            if k in by_key:
+                by_key[k].append(i)
+            else:
+                by_key[k] = [i]
         self._by_key = by_key  # section key -> indexes, in page order
         self._texts: dict[int, list[str]] = {}  # section index -> section_texts
         self._sentences: dict[int, list[tuple[str, str]]] = {}  # index -> (sentence, lower-cased)
@@ -367,6 +371,8 @@ class SectionTexts:
     def _indexes(self, keys: tuple[str, ...]) -> list[int]:
         """Indexes of the sections with one of ``keys``, in page order."""
         by_key = self._by_key
+        if len(keys) == 1:  # one key's indexes are in page order already
+            return by_key.get(keys[0], [])
         found = [i for k in keys if k in by_key for i in by_key[k]]
         if len(found) > 1:
             found.sort()
@@ -399,13 +405,19 @@ class SectionTexts:
             found: list[tuple[str, str, int, Item | Subsection]] = []
             add = found.append
             for s in self.sections:
-                key = s.key
-                if s.items:
-                    for it in _walk(s.items, []):
+                items = s.items
+                if items:
+                    key = s.key
+                    for it in items:
                         if it.label:
                             add((key, it.label, 0, it))
-                for sub in s.subsections:
-                    add((key, sub.heading, 1, sub))
+                        if it.items:  # nested items, depth first, after their parent
+                            _add_labelled(key, it.items, add)
+                subs = s.subsections
+                if subs:
+                    key = s.key
+                    for sub in subs:
+                        add((key, sub.heading, 1, sub))
             self._labels = found
         return self._labels
 
@@ -446,12 +458,34 @@ class SectionTexts:
         """``sentences(keys, labels, words)`` as (sentence, sentence lower-cased) pairs: each section's
         sentences are split and lower-cased once for all the fields that read them."""
         out: list[tuple[str, str]] = []
+        joined_cache = self._joined
+        sentence_cache = self._sentences
         for i in self._indexes(keys):
-            if words is None or self._may_contain(i, words):
-                out.extend(self._section_sentences(i))
-        if labels and (found := self._label_texts(keys, labels)):
-            out.extend((x, x.lower()) for x in sentences(found))
+            if words is not None:  # self._may_contain(i, words), inline
+                joined = joined_cache.get(i)
+                if joined is None:
+                    text = "\n".join(self._section_texts(i))
+                    joined = joined_cache[i] = (text, text.lower())
+                if not _hit(joined[0], joined[1], words):
+                    continue
+            sents = sentence_cache.get(i)
+            out.extend(sents if sents is not None else self._section_sentences(i))
+        if labels:
+            labelled = self._labels if self._labels is not None else self._labelled()
+            if labelled and (found := self._label_texts(keys, labels)):
+                out.extend((x, x.lower()) for x in sentences(found))
         return out
+
+
+def _add_labelled(
+    key: str, items: list[Item], add: Callable[[tuple[str, str, int, Item | Subsection]], None]
+) -> None:
+    """``add`` the labelled ones of ``items`` and of their nested items, depth first."""
+    for it in items:
+        if it.label:
+            add((key, it.label, 0, it))
+        if it.items:
+            _add_labelled(key, it.items, add)
 
 
 @lru_cache(maxsize=64)
@@ -463,15 +497,6 @@ def _label_re(labels: str) -> re.Pattern[str]:
 def _label_hit(labels: str, label: str) -> bool:
     """Whether ``label`` matches the label pattern ``labels``; cached, labels recur across pages."""
     return _label_re(labels).search(label) is not None
-
-
-def _walk(items: list[Item], out: list[Item]) -> list[Item]:
-    """``items`` and their nested items, depth first, appended to ``out``."""
-    for it in items:
-        out.append(it)
-        if it.items:
-            _walk(it.items, out)
-    return out
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from pipeline.normalize.codes import code_mentions
-from pipeline.normalize.fields import may_contain
+from pipeline.normalize.fields import _hit, may_contain
 from pipeline.parse.document import clean
 from schemas import Item, Section
 
@@ -79,6 +79,14 @@ def _plural(label: str) -> bool:
 
 def strip_codes(text: str, code: str | None = None) -> str:
     """Remove code mentions: "(J3303)", "(HCPCS Code: A4255)", "HCPCS code J3304", a bare copy of the code."""
+    if "(" not in text:
+        # most names: no bracket, no "code", no copy of the code, so nothing below but the
+        # comma-bracket rule can change the text (``code_mentions`` needs "(" or "code")
+        low = text.lower()
+        if "code" not in low and not (code and _hit(text, low, (code.lower(),))):
+            if ")" in text and "," in text:
+                text = _COMMA_PAREN.sub(")", text)
+            return clean(text).strip(" ,;")
     spans = sorted({(m.start(), m.end()) for m in code_mentions(text)}, reverse=True)
     for start, end in spans:
         text = text[:start] + " " + text[end:]
@@ -195,11 +203,15 @@ def _item_lines(
 def extract_names(sections: list[Section], title: str | None, code: str | None = None) -> Names:
     """Names from the first ``name`` section (or none), falling back to ``title`` for the name."""
     col = _Collector(code)
-    section = next((s for s in sections if s.key == "name"), None)
+    section = None
+    for s in sections:
+        if s.key == "name":
+            section = s
+            break
     if section is not None:
         lines: list[tuple[str | None, str]] = []
         for para in (section.text or "").split("\n\n"):
-            lines.extend((None, ln) for ln in para.split("\n") if ln.strip())
+            lines.extend([(None, ln) for ln in para.split("\n") if ln.strip()])
         _item_lines(section.items, lines)
         for sub in section.subsections:
             body = [sub.text] if sub.text else []

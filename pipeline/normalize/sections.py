@@ -168,23 +168,57 @@ class SectionDraft(_Part):
     blocks: list[Block] = field(default_factory=list)
 
     def to_section(self) -> Section:
-        subsections = [
-            construct(
-                Subsection,
-                {"heading": s.heading, "text": "\n\n".join(s.paragraphs) or None, "items": list(s.items)},
-            )
-            for s in self.subsections
-        ]
-        return construct(
-            Section,
-            {
-                "key": self.key,
-                "heading": self.heading,
-                "text": "\n\n".join(self.paragraphs) or None,
-                "items": list(self.items),
-                "subsections": subsections,
-            },
+        if not _FAST_SECTION:
+            return _to_section_slow(self)
+        subsections: list[Subsection] = []
+        for s in self.subsections:
+            m = _new_model(Subsection)
+            text = "\n\n".join(s.paragraphs) or None
+            _setattr(m, "__dict__", {"heading": s.heading, "text": text, "items": list(s.items)})
+            _setattr(m, "__pydantic_fields_set__", {"heading", "text", "items"})
+            _setattr(m, "__pydantic_extra__", None)
+            _setattr(m, "__pydantic_private__", None)
+            subsections.append(m)
+        m = _new_model(Section)
+        text = "\n\n".join(self.paragraphs) or None
+        values = {"key": self.key, "heading": self.heading, "text": text, "items": list(self.items)}
+        values["subsections"] = subsections
+        _setattr(m, "__dict__", values)
+        _setattr(m, "__pydantic_fields_set__", {"key", "heading", "text", "items", "subsections"})
+        _setattr(m, "__pydantic_extra__", None)
+        _setattr(m, "__pydantic_private__", None)
+        return m
+
+
+def _to_section_slow(d: SectionDraft) -> Section:
+    """``SectionDraft.to_section`` through ``construct`` (models whose fields or hooks changed)."""
+    subsections = [
+        construct(
+            Subsection,
+            {"heading": s.heading, "text": "\n\n".join(s.paragraphs) or None, "items": list(s.items)},
         )
+        for s in d.subsections
+    ]
+    return construct(
+        Section,
+        {
+            "key": d.key,
+            "heading": d.heading,
+            "text": "\n\n".join(d.paragraphs) or None,
+            "items": list(d.items),
+            "subsections": subsections,
+        },
+    )
+
+
+#: ``to_section`` builds the instances itself (``construct``'s assignment, inline) while the models
+#: are constructor-safe and have exactly the fields it fills
+_FAST_SECTION = (
+    _FAST[Section]
+    and _FAST[Subsection]
+    and list(Section.model_fields) == ["key", "heading", "text", "items", "subsections"]
+    and list(Subsection.model_fields) == ["heading", "text", "items"]
+)
 
 
 @dataclass
@@ -225,6 +259,7 @@ def _convert(
         items = [DocItem(i.text, i.label) for i in iter_doc_items(items)]
     out: list[Item] = []
     open_sub: _Sub | None = None
+    fast = _FAST_ITEM
     for it in items:
         text = it.text if tidy else clean(it.text)
         raw_label = it.label
@@ -232,7 +267,7 @@ def _convert(
         if (raw_label and not text) or (
             raw_label is None and text.endswith(":") and len(text.split()) <= _BARE_MAX_WORDS
         ):
-            sub = _Sub(heading=clean(raw_label) if raw_label else text.rstrip(":").rstrip())
+            sub = _Sub(clean(raw_label) if raw_label else text.rstrip(":").rstrip(), [], [])
             promoted.append(sub)
             if it.children:
                 sub.items, _ = _convert(it.children, promoted, depth + 1, tidy)
@@ -244,7 +279,14 @@ def _convert(
         label = (raw_label if tidy else clean(raw_label)) if raw_label else None
         if not text and not label and not children:
             continue
-        item = _new_item({"label": label or None, "text": text, "items": children})
+        if fast:  # _new_item, inline: the outline builds many items
+            item = _new_model(Item)
+            _setattr(item, "__dict__", {"label": label or None, "text": text, "items": children})
+            _setattr(item, "__pydantic_fields_set__", {"label", "text", "items"})
+            _setattr(item, "__pydantic_extra__", None)
+            _setattr(item, "__pydantic_private__", None)
+        else:
+            item = Item.model_construct(label=label or None, text=text, items=children)
         (open_sub.items if open_sub is not None else out).append(item)
     return out, open_sub
 
@@ -260,114 +302,89 @@ def _flat_lines(items: list[DocItem]) -> list[str]:
     return lines
 
 
-class _Builder:
-    def __init__(self, doc: Document, vocab: Vocabulary) -> None:
-        self.vocab = vocab
-        self.template = template_headings()
-        self.skip = {clean(t).lower() for t in (doc.title, doc.code_line) if t}
-        self.tidy = doc.clean_texts
-        self.preamble: list[str] = []
-        self.drafts: list[SectionDraft] = []
-        self.sub: _Sub | None = None
-
-    @property
-    def cur(self) -> SectionDraft | None:
-        return self.drafts[-1] if self.drafts else None
-
-    def _target(self) -> _Part:
-        assert self.cur is not None
-        return self.sub if self.sub is not None else self.cur
-
-    def _is_furniture_clean(self, t: str) -> bool:
-        """``_is_furniture`` of a text already cleaned."""
-        low = t.lower()
-        return (
-            not t
-            or low in self.skip
-            or low in CHROME_LINES
-            or bool(CODE_LINE.match(t))
-            or bool(BREADCRUMB.match(t))
-        )
-
-    def heading(self, h: Heading) -> None:
-        cleaned, text, norm = heading_forms(h.text)
-        if not text:
-            return
-        cur = self.drafts[-1] if self.drafts else None  # self.cur
-        if cur is None and self._is_furniture_clean(cleaned):
-            return
-        key = self.vocab.procedure.get(norm)  # self.vocab.key(text)
-        label_form = h.kind == "label" or cleaned.endswith(":")  # _label_form(h)
-        template = norm in self.template
-        if key is not None and self._opens_section(h, cur, template, label_form):
-            self._open(key, text, h, label_form, template)
-        elif cur is not None and (
-            h.level > cur.level
-            # a bold line is a sub-heading, except beside sections whose own headings are bold lines
-            or (h.kind in SUB_KINDS and not (h.kind == "bold" and h.level <= cur.level))
-            or key is not None
-            or (label_form and not cur.label_form)
-        ):
-            self.sub = _Sub(heading=text)
-            cur.subsections.append(self.sub)
-            cur.blocks.append(h)
-        else:
-            self._open("other", text, h, label_form, template)
-
-    def _opens_section(self, h: Heading, cur: SectionDraft | None, template: bool, label_form: bool) -> bool:
-        if cur is None or template:
-            return True
-        if h.level > cur.level or (label_form and not cur.label_form):
-            return False
-        if cur.template:
-            # Under a template heading, a looser alias ("Goals", "Follow-up", "Anesthesia") written as a
-            # text line or a bold line is the page's own sub-heading; only real markup headings count.
-            return h.kind in MARKUP_KINDS
-        return True
-
-    def _open(self, key: str, text: str, h: Heading, label_form: bool, template: bool) -> None:
-        self.drafts.append(
-            SectionDraft(heading=text, key=key, level=h.level, label_form=label_form, template=template)
-        )
-        self.sub = None
-
-    def paragraph(self, p: Paragraph) -> None:
-        text = p.text if self.tidy else clean(p.text)
-        if not self.drafts:
-            if not self._is_furniture_clean(text):
-                self.preamble.append(text)
-            return
-        cur = self.drafts[-1]
-        if text:
-            (self.sub if self.sub is not None else cur).paragraphs.append(text)
-        cur.blocks.append(p)
-
-    def list_block(self, lst: ListBlock) -> None:
-        cur = self.drafts[-1] if self.drafts else None  # self.cur
-        if cur is None:
-            lines = _flat_lines(lst.items)  # cleaned lines
-            self.preamble.extend(line for line in lines if not self._is_furniture_clean(line))
-            return
-        promoted: list[_Sub] = []
-        items, open_sub = _convert(lst.items, promoted, 0, self.tidy)
-        (self.sub if self.sub is not None else cur).items.extend(items)
-        cur.subsections.extend(promoted)
-        if open_sub is not None:
-            self.sub = open_sub
-        cur.blocks.append(lst)
+def _is_furniture(t: str, skip: set[str]) -> bool:
+    """Whether a cleaned text before the first heading is site furniture (title, code line, chrome,
+    breadcrumb): recorded elsewhere or dropped, never part of the preamble."""
+    low = t.lower()
+    return (
+        not t or low in skip or low in CHROME_LINES or bool(CODE_LINE.match(t)) or bool(BREADCRUMB.match(t))
+    )
 
 
 def build_outline(doc: Document, vocab: Vocabulary | None = None) -> Outline:
-    """Walk ``doc.blocks`` into a preamble and section drafts (see the module docstring for the rules)."""
-    b = _Builder(doc, vocab or load_vocabulary())
+    """Walk ``doc.blocks`` into a preamble and section drafts (see the module docstring for the rules).
+
+    One loop with the builder's state in local variables: a page's outline is built once, block by
+    block, and per-block method calls and attribute reads were a fifth of its cost."""
+    procedure = (vocab or load_vocabulary()).procedure
+    template_set = template_headings()
+    skip = {clean(t).lower() for t in (doc.title, doc.code_line) if t}
+    tidy = doc.clean_texts
+    preamble: list[str] = []
+    drafts: list[SectionDraft] = []
+    cur: SectionDraft | None = None  # drafts[-1]
+    sub: _Sub | None = None  # the open subsection of cur, if any
     for block in doc.blocks:
         if isinstance(block, Heading):
-            b.heading(block)
+            cleaned, text, norm = heading_forms(block.text)
+            if not text or (cur is None and _is_furniture(cleaned, skip)):
+                continue
+            key = procedure.get(norm)
+            kind = block.kind
+            level = block.level
+            label_form = kind == "label" or cleaned.endswith(":")
+            template = norm in template_set
+            if key is not None and (
+                cur is None
+                or template
+                or (
+                    # not a sub-heading of cur: not deeper, not a "Label:" under a colon-less heading;
+                    # under a template heading, a looser alias ("Goals", "Anesthesia") written as a
+                    # text or bold line is the page's own sub-heading: only real markup headings count
+                    not (level > cur.level or (label_form and not cur.label_form))
+                    and (not cur.template or kind in MARKUP_KINDS)
+                )
+            ):
+                cur = SectionDraft(text, [], [], key, level, label_form, template, [], [])
+                drafts.append(cur)
+                sub = None
+            elif cur is not None and (
+                level > cur.level
+                # a bold line is a sub-heading, except beside sections whose own headings are bold lines
+                or (kind in SUB_KINDS and not (kind == "bold" and level <= cur.level))
+                or key is not None
+                or (label_form and not cur.label_form)
+            ):
+                sub = _Sub(text, [], [])
+                cur.subsections.append(sub)
+                cur.blocks.append(block)
+            else:
+                cur = SectionDraft(text, [], [], "other", level, label_form, template, [], [])
+                drafts.append(cur)
+                sub = None
         elif isinstance(block, Paragraph):
-            b.paragraph(block)
+            text = block.text if tidy else clean(block.text)
+            if cur is None:
+                if not _is_furniture(text, skip):
+                    preamble.append(text)
+                continue
+            if text:
+                (sub if sub is not None else cur).paragraphs.append(text)
+            cur.blocks.append(block)
         elif isinstance(block, ListBlock):
-            b.list_block(block)
-    return Outline(b.preamble, b.drafts)
+            if cur is None:
+                lines = _flat_lines(block.items)  # cleaned lines
+                preamble.extend(line for line in lines if not _is_furniture(line, skip))
+                continue
+            promoted: list[_Sub] = []
+            items, open_sub = _convert(block.items, promoted, 0, tidy)
+            (sub if sub is not None else cur).items.extend(items)
+            if promoted:
+                cur.subsections.extend(promoted)
+            if open_sub is not None:
+                sub = open_sub
+            cur.blocks.append(block)
+    return Outline(preamble, drafts)
 
 
 def build_sections(doc: Document, vocab: Vocabulary | None = None) -> tuple[list[str], list[Section]]:
