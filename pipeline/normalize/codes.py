@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePath
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from pipeline.errors import RejectedPage
@@ -68,8 +68,10 @@ class CodeRef:
     code_origin: str
 
 
-@dataclass(frozen=True)
-class _Evidence:
+class _Evidence(NamedTuple):
+    """One source's say (a named tuple: several are made for every page, and a frozen dataclass's
+    ``__init__`` costs four ``object.__setattr__`` calls)."""
+
     origin: str  # "sidecar", "URL", "file path", "page"
     system: str | None = None
     code: str | None = None
@@ -282,14 +284,19 @@ def _evidence(
         str(side_sys_raw) if side_sys_raw else None,
     )
     url = url if isinstance(url, str) else meta.get("url") if isinstance(meta.get("url"), str) else None
-    finders: list[tuple[str, Callable[[], tuple[str | None, str | None, str | None]]]] = [
-        ("URL", lambda: from_url(url)),
-        ("file path", lambda: from_path(path)),
-        ("page", lambda: from_page(doc)),
-        ("page", lambda: from_url(doc.meta.get("canonical") or doc.meta.get("canonical_url"))),
-    ]
-    for origin, find in finders:
-        system, code, raw = find()
+    for step in range(4):  # the URL, the file path, the page, the page's canonical URL
+        if step == 0:
+            origin = "URL"
+            system, code, raw = from_url(url)
+        elif step == 1:
+            origin = "file path"
+            system, code, raw = from_path(path)
+        elif step == 2:
+            origin = "page"
+            system, code, raw = from_page(doc)
+        else:
+            origin = "page"
+            system, code, raw = from_url(doc.meta.get("canonical") or doc.meta.get("canonical_url"))
         yield _Evidence(origin, system, normalize_code(code, system) if code else None, raw)
 
 

@@ -59,9 +59,16 @@ _VAGUE_RE = re.compile(
 # The same three patterns without re.I, for the lower-cased text find_spans reads: there re.I only
 # matters for "ı" and "ſ" (an ASCII "i"/"s" to re.I), so text without them takes these, which the
 # regex engine scans about three times faster.
-_RANGE_LOWER = re.compile(_RANGE.pattern)
-_SINGLE_LOWER = re.compile(_SINGLE.pattern)
-_VAGUE_LOWER = re.compile(_VAGUE_RE.pattern)
+# Each also opens with a lookahead for the characters a match can start with (a qualifier's first
+# letter, "between", a digit; for the vague one also its words): most positions then fail on one
+# character-set test instead of trying the thirty qualifier alternatives one by one. A necessary
+# condition only, so the matches are the same.
+_Q_FIRST = "".join(sorted({q[0] for q in f"{_Q_MAX}|{_Q_MIN}|{_Q_EXACT}".split("|")}))
+if not all(c.isalpha() or c == "~" for c in _Q_FIRST):
+    raise ValueError("a qualifier starts with a character the lookahead class cannot hold as is")
+_RANGE_LOWER = re.compile(rf"(?=[{_Q_FIRST}b\d])" + _RANGE.pattern)
+_SINGLE_LOWER = re.compile(rf"(?=[{_Q_FIRST}\d])" + _SINGLE.pattern)
+_VAGUE_LOWER = re.compile(rf"(?=[{_Q_FIRST}asf])" + _VAGUE_RE.pattern)
 _VAGUE_WORDS = ("few", "couple", "several")
 _DIGIT = re.compile(r"\d")  # what ``_NUM`` needs first (any Unicode digit, as ``\d`` there)
 _NO_MATCH = re.compile(r"(?!)")
@@ -77,7 +84,9 @@ _OVERNIGHT = re.compile(r"\bovernight\b")
 _TENS_RE = re.compile(rf"\b({'|'.join(_TENS)})(?:[- ]({'|'.join(_SMALL)}))?\b")
 _SMALL_RE = re.compile(rf"\b({'|'.join(_SMALL)})\b")
 _AND_A_HALF = re.compile(r"\b(\d+) and a half\b")
-_A_UNIT = re.compile(rf"\ban? ({_UNIT_RE})\b")
+#: ``\ban? (unit)\b`` with the word boundary checked after the "a" (a lookbehind): a pattern opening
+#: with a literal lets the engine jump from "a" to "a" in C; same matches, same group
+_A_UNIT = re.compile(rf"a(?<=\ba)n? ({_UNIT_RE})\b")
 _HOURS_MINUTES = re.compile(
     r"\b(\d+(?:\.\d+)?)\s*(?:hours?|hrs?),?\s*(?:and\s+)?(\d+)\s*(?:minutes?|mins?)\b"
 )
@@ -182,7 +191,7 @@ def _words_to_digits(low: str) -> str:
         t = _AND_A_HALF.sub(lambda m: f"{m.group(1)}.5", t)
     if "a " in t or "an " in t:
         t = _A_UNIT.sub(r"1 \1", t)
-    if "min" not in t:  # _HOURS_MINUTES needs a minutes word
+    if "min" not in t or ("hour" not in t and "hr" not in t):  # _HOURS_MINUTES needs both words
         return t
     # "1 hour and 30 minutes" is one amount, not a range
     return _HOURS_MINUTES.sub(lambda m: f"{round(float(m.group(1)) * 60 + int(m.group(2)))} minutes", t)
@@ -223,10 +232,9 @@ def find_spans(text: str, *, vague: bool = False, low: str | None = None) -> lis
     digit = _DIGIT.search(t)
     if digit is None:  # every match of the range and single patterns holds a digit
         range_re = single_re = _NO_MATCH
+    elif _DIGIT.search(t, digit.end()) is None:  # a range holds two numbers: two digits at least
+        range_re = _NO_MATCH
     first = 0 if digit is None else _scan_start(t, digit.start())
-
-    def free(m: re.Match[str]) -> bool:
-        return all(m.end() <= a or m.start() >= b for a, b in taken)
 
     for m in range_re.finditer(t, first):
         a, b = float(m.group("a")), float(m.group("b"))
@@ -242,18 +250,29 @@ def find_spans(text: str, *, vague: bool = False, low: str | None = None) -> lis
         found.append((m.start(), Span(lo, hi, ub)))
         taken.append((m.start(), m.end()))
     for m in single_re.finditer(t, first):
-        if not free(m):
+        if taken and not _free(m, taken):
             continue
         v, u = float(m.group("a")), _UNITS[_key(m.group("ua"))]
         found.append((m.start(), _qualified(v, v, u, m.group("q"))))
         taken.append((m.start(), m.end()))
     if vague and _hit(t, t, _VAGUE_WORDS):
         for m in vague_re.finditer(t):
-            if not free(m):
+            if taken and not _free(m, taken):
                 continue
             lo, hi = _VAGUE[_key(m.group("v"))]
             found.append((m.start(), _qualified(lo, hi, _UNITS[_key(m.group("ua"))], m.group("q"))))
-    return [s for _, s in sorted(found, key=lambda x: x[0])]
+    if len(found) < 2:
+        return [s for _, s in found]
+    return [s for _, s in sorted(found, key=_first)]
+
+
+def _free(m: re.Match[str], taken: list[tuple[int, int]]) -> bool:
+    """Whether the match overlaps none of the ``taken`` (start, end) spans."""
+    return all(m.end() <= a or m.start() >= b for a, b in taken)
+
+
+def _first(x: tuple[int, Span]) -> int:
+    return x[0]
 
 
 #: The longest qualifier ``_RANGE``/``_SINGLE`` accept before a number ("approximately")
@@ -293,14 +312,9 @@ def _to(value: float, unit: str, target: str) -> float:
 
 def _convert(span: Span, target: str) -> tuple[int | None, int | None]:
     """The span in ``target`` units: lower end rounded down, upper end rounded up (so they stay ordered)."""
-
-    def conv(v: float | None, up: bool) -> int | None:
-        if v is None:
-            return None
-        x = round(_to(v, span.unit, target), 6)
-        return int(math.ceil(x) if up else math.floor(x))
-
-    lo, hi = conv(span.lo, False), conv(span.hi, True)
+    unit = span.unit
+    lo = None if span.lo is None else int(math.floor(round(_to(span.lo, unit, target), 6)))
+    hi = None if span.hi is None else int(math.ceil(round(_to(span.hi, unit, target), 6)))
     if lo is not None and hi is not None and lo > hi:
         lo, hi = hi, lo
     return lo, hi
