@@ -32,7 +32,7 @@ from pipeline.api import parse_page
 from pipeline.errors import RejectedPage
 from pipeline.limits import Limits, current_limits
 from pipeline.sources.files import discover, max_page_bytes, read_page, relative_path
-from schemas.models import Reject, Stage
+from schemas.models import ProcedureRecord, Reject, Stage
 
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from schemas.models import Manifest
 
 _STAGES: tuple[str, ...] = get_args(Stage)
+_dump = ProcedureRecord.__pydantic_serializer__.to_python
 _MAX_REASON = 300
 
 
@@ -107,7 +108,7 @@ def _page(path: str, root: Path, mode: str, limits: Limits | None, max_bytes: in
     except Exception as exc:  # noqa: BLE001
         reason, where = _internal(exc)
         return reject_result(page.path, "parse", reason, detail=where, url=url, sha256=sha)
-    data = record.model_dump(mode=mode)
+    data = _dump(record, mode=mode)  # record.model_dump(mode=mode), without its wrapper
     if not data["source"].get("path"):
         data["source"]["path"] = page.path  # dedupe's tie-break needs the path
     return {"record": data}

@@ -55,11 +55,13 @@ def prepare_record(data: dict[str, Any], stage: Path | None) -> dict[str, Any]:
 
     The line is what publish would write for ``data`` (validated, then ``model_dump_json``), byte
     for byte; ``stage`` is the folder app files are written into (None: publish writes them)."""
+    # the validator and serializer model_validate and model_dump_json call, without their wrappers;
+    # to_json gives the bytes model_dump_json decodes to text (encoded back here before)
     try:
-        record = ProcedureRecord.model_validate(data)
+        record = ProcedureRecord.__pydantic_validator__.validate_python(data)
     except ValidationError as exc:
         return {"reject": invalid_record(data, exc).model_dump(mode="json")}
-    line = record.model_dump_json().encode("utf-8")
+    line: bytes = ProcedureRecord.__pydantic_serializer__.to_json(record)
     # the digests read ``data`` itself: validating changes nothing in a record (its validators only
     # check), and the digests read only text fields, alike in both dump modes
     digests = tuple(prepare(line, data, stage) for prepare in extras.PREPARERS)

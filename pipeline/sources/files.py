@@ -229,11 +229,13 @@ def _sidecar(page: Path, raw_dir: Path | None) -> dict[str, Any]:
 
 
 def _validated(data: bytes, name: str) -> dict[str, Any]:
+    # Sidecar.model_validate_json, then model_dump(mode="json", exclude_unset=True), without wrappers
     try:
-        sidecar = Sidecar.model_validate_json(data)
+        sidecar = Sidecar.__pydantic_validator__.validate_json(data)
     except ValidationError as exc:
         raise RejectedPage(f"broken sidecar {name}: {_first_error(exc)}", stage="read") from exc
-    return sidecar.model_dump(mode="json", exclude_unset=True)
+    meta: dict[str, Any] = Sidecar.__pydantic_serializer__.to_python(sidecar, mode="json", exclude_unset=True)
+    return meta
 
 
 def _first_error(exc: ValidationError) -> str:
