@@ -34,6 +34,13 @@ _EMBEDDED = re.compile(
 _AKA_SENTENCE = re.compile(rf"^(?P<name>.*?)[\s,;(]*\b(?:{_AKA})\s+(?P<rest>.+?)\)?\.?$", re.I | re.S)
 _ACRONYM_PAREN = re.compile(r"^(?P<name>.+?)\s*\((?P<acr>[A-Z][A-Z0-9/&-]{1,7})\)$")
 _SPLIT = re.compile(r"\s*[,;]\s*(?:(?:or|and)\s+)?|\s+(?:and/or)\s+")
+#: ``_EMBEDDED`` for an ASCII line lower-cased (same spans: ``re.I`` on ASCII text is matching the
+#: lower-cased text), opening with a lookahead for the letters a label can start with: each position
+#: then fails on one character-set test, where the ``re.I`` pattern tried every alternative
+_EMBEDDED_FIRST = "".join(sorted({w[0] for w in ("common", "other", "popular", "alternative", "alternate",
+                                                  "lay", "technical", "medical", "clinical", "scientific",
+                                                  "official", "procedure", "name", "also")}))  # fmt: skip
+_EMBEDDED_LOWER = re.compile(rf"(?=[{_EMBEDDED_FIRST}])" + _EMBEDDED.pattern)
 # every match of _EMBEDDED / _AKA_SENTENCE holds one of these (lower-cased): cheap tests first
 _EMBEDDED_WORDS = ("name", "term", "known")
 _AKA_WORDS = ("referred", "known", "called", "ka", "k.a")
@@ -166,11 +173,17 @@ class _Collector:
         if t.startswith("(") and t.endswith(")"):
             t = t[1:-1].strip()
         # every _EMBEDDED match ends in a colon: most lines have none
-        labels = list(_EMBEDDED.finditer(t)) if ":" in t and may_contain(t, _EMBEDDED_WORDS) else []
-        head = t[: labels[0].start()] if labels else t
-        for i, m in enumerate(labels):
-            end = labels[i + 1].start() if i + 1 < len(labels) else len(t)
-            self.labelled(m.group("label"), t[m.end() : end])
+        labels: list[tuple[int, int, str]] = []  # (start, end, label as written) of each embedded label
+        if ":" in t and may_contain(t, _EMBEDDED_WORDS):
+            if t.isascii():
+                for m in _EMBEDDED_LOWER.finditer(t.lower()):
+                    labels.append((m.start(), m.end(), t[m.start("label") : m.end("label")]))
+            else:
+                labels = [(m.start(), m.end(), m.group("label")) for m in _EMBEDDED.finditer(t)]
+        head = t[: labels[0][0]] if labels else t
+        for i, (_, label_end, label) in enumerate(labels):
+            end = labels[i + 1][0] if i + 1 < len(labels) else len(t)
+            self.labelled(label, t[label_end:end])
         head = head.strip()
         if head:
             self._head(head)
