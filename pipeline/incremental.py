@@ -36,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.sources.files import SIDECAR_SUFFIX, discover, max_page_bytes
+from pipeline.sources.files import SIDECAR_SUFFIX, discover_relative, max_page_bytes
 from schemas import SCHEMA_VERSION, Manifest
 
 LEDGER = "inputs.jsonl"
@@ -215,20 +215,9 @@ def _read_ledger(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _relative(found: list[Path], raw_dir: Path) -> list[str]:
-    """``Path.relative_to(raw_dir).as_posix()`` of each, by string slicing where it is the same."""
-    base = str(raw_dir).rstrip(os.sep) + os.sep
-    out = []
-    for p in found:
-        text = str(p)
-        out.append(text[len(base) :].replace(os.sep, "/") if text.startswith(base) else
-                   p.relative_to(raw_dir).as_posix())  # fmt: skip
-    return out
-
-
 def inputs_of(raw_dir: Path) -> list[str]:
     """Every input under ``raw_dir`` (``discover``), as paths relative to it, sorted."""
-    return _relative(discover(raw_dir), Path(raw_dir))
+    return discover_relative(raw_dir)
 
 
 def plan(raw_dir: Path, out_dir: Path, *, full: bool = False, paths: list[str] | None = None) -> Plan:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from pipeline.api import parse_page
 from pipeline.errors import RejectedPage
 from pipeline.limits import Limits, current_limits
-from pipeline.sources.files import discover, max_page_bytes, read_page, relative_path
+from pipeline.sources.files import discover_relative, max_page_bytes, read_page, relative_path
 from schemas.models import ProcedureRecord, Reject, Stage
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ def run_local(
     from pipeline.publish import publish  # pyarrow: only the parent process needs it
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    paths = [p.relative_to(raw_dir).as_posix() for p in discover(raw_dir)]
+    paths = discover_relative(raw_dir)
     size = max(1, batch_size)
     batches = [paths[i : i + size] for i in range(0, len(paths), size)]
     with staging_folder() as stage:

@@ -172,16 +172,18 @@ class SectionDraft(_Part):
             return _to_section_slow(self)
         subsections: list[Subsection] = []
         for s in self.subsections:
-            m = _new_model(Subsection)
+            sub = _new_model(Subsection)
             text = "\n\n".join(s.paragraphs) or None
-            _setattr(m, "__dict__", {"heading": s.heading, "text": text, "items": list(s.items)})
-            _setattr(m, "__pydantic_fields_set__", {"heading", "text", "items"})
-            _setattr(m, "__pydantic_extra__", None)
-            _setattr(m, "__pydantic_private__", None)
-            subsections.append(m)
+            _setattr(sub, "__dict__", {"heading": s.heading, "text": text, "items": list(s.items)})
+            _setattr(sub, "__pydantic_fields_set__", {"heading", "text", "items"})
+            _setattr(sub, "__pydantic_extra__", None)
+            _setattr(sub, "__pydantic_private__", None)
+            subsections.append(sub)
         m = _new_model(Section)
         text = "\n\n".join(self.paragraphs) or None
-        values = {"key": self.key, "heading": self.heading, "text": text, "items": list(self.items)}
+        values: dict[str, Any] = {
+            "key": self.key, "heading": self.heading, "text": text, "items": list(self.items),
+        }  # fmt: skip
         values["subsections"] = subsections
         _setattr(m, "__dict__", values)
         _setattr(m, "__pydantic_fields_set__", {"key", "heading", "text", "items", "subsections"})

@@ -93,17 +93,43 @@ def sidecar_path(page: Path) -> Path:
 def discover(raw_dir: Path) -> list[Path]:
     """Every input file under ``raw_dir`` (recursive, sorted); sidecars and hidden entries skipped."""
     raw_dir = Path(raw_dir)
-    found: list[Path] = []
-    # os.walk does not descend into symlinked folders (followlinks=False)
-    for root, dirs, files in os.walk(raw_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d))]
-        for name in files:
-            if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
-                continue
-            p = Path(root, name)
-            if p.is_symlink() or p.is_file():
-                found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(raw_dir).as_posix())
+    return [raw_dir / rel for rel in discover_relative(raw_dir)]
+
+
+def discover_relative(raw_dir: Path | str) -> list[str]:
+    """``discover``'s inputs as posix paths relative to ``raw_dir``, sorted: one ``scandir`` per folder
+    and no ``stat`` per file (the entry types come with the listing), which matters at 10,000s of pages.
+
+    As ``os.walk`` (which ``discover`` used): symbolic links to folders are neither descended nor
+    listed, a folder that cannot be read is skipped; a file is listed when it is a regular file or a
+    symbolic link (a link is checked when it is read)."""
+    found: list[str] = []
+    todo: list[tuple[str, str]] = [(os.fspath(raw_dir), "")]
+    while todo:
+        folder, prefix = todo.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listing = list(entries)
+        except OSError:
+            continue
+        for entry in listing:
+            name = entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not name.startswith(".") and not entry.is_symlink():
+                    todo.append((entry.path, f"{prefix}{name}/"))
+            elif not name.startswith(".") and not name.endswith(SIDECAR_SUFFIX):
+                try:
+                    listed = entry.is_symlink() or entry.is_file()
+                except OSError:
+                    listed = False
+                if listed:
+                    found.append(prefix + name)
+    found.sort()
+    return found
 
 
 def max_page_bytes() -> int:
