@@ -73,10 +73,10 @@ def start_and_interrupt(
         "--raw-dir",
         str(raw),
         *FAST,
-        # slower than FAST (the last --rate wins): the 100 pages take at least ~0.3 s, so a busy
+        # slower than FAST (the last --rate wins): the 100 pages take at least 2 s, so a busy
         # machine that wakes this poll loop late still signals a crawl that is running
         "--rate",
-        "300",
+        "50",
         *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
