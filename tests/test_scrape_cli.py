@@ -58,6 +58,14 @@ def intact_pages(raw: Path) -> dict[Path, int]:
     return out
 
 
+def _ctrl_c_as_a_terminal_gives_it() -> None:
+    """In the child, before exec: SIGINT delivered and at its default, as a shell in the foreground
+    gives it (a test run started in the background, as CI may, passes SIGINT on ignored or blocked,
+    and a child would then never see this test's Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start_and_interrupt(
     site: FixtureSite, raw: Path, sig: int, *extra: str
 ) -> subprocess.CompletedProcess[str]:
@@ -79,7 +87,13 @@ def start_and_interrupt(
         "50",
         *extra,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_as_a_terminal_gives_it,
+    )
     deadline = time.monotonic() + 60
     while len(list(raw.rglob("*.meta.json"))) < 30 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
