@@ -239,16 +239,16 @@ class _HeadStart:
 
     def _run(self) -> None:
         try:
-            from pipeline.incremental import inputs_of
             from pipeline.incremental import plan as plan_inputs
             from pipeline.publish.lock import is_locked
             from pipeline.publish.writer import latest_version
+            from pipeline.sources.files import discover_relative
 
             if is_locked(self.out):  # another run holds the folder: the flow plans under the lock
                 return
             self.planned_against = latest_version(self.out)
             if self.full or self.planned_against is None:  # every page will be parsed: start now
-                listed = inputs_of(self.raw)
+                listed = discover_relative(self.raw)
                 self._feed(listed)
                 plan = plan_inputs(self.raw, self.out, full=self.full, paths=listed)  # no second listing
             else:

@@ -215,22 +215,17 @@ def _read_ledger(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def inputs_of(raw_dir: Path) -> list[str]:
-    """Every input under ``raw_dir`` (``discover``), as paths relative to it, sorted."""
-    return discover_relative(raw_dir)
-
-
 def plan(raw_dir: Path, out_dir: Path, *, full: bool = False, paths: list[str] | None = None) -> Plan:
     """Hash every input under ``raw_dir`` and decide, against ``out_dir``'s current version, which
     inputs must be parsed and which results can be reused (``full``: parse everything).
 
-    ``paths``: the inputs as ``inputs_of(raw_dir)`` just listed them (the flow's head start lists
+    ``paths``: the inputs as ``discover_relative(raw_dir)`` just listed them (the flow's head start lists
     them first, to start parsing before the plan is done); None: listed here."""
     from pipeline.publish.versions import verify
     from pipeline.publish.writer import CORE_FILES, latest_version, read_manifest
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    paths = inputs_of(raw_dir) if paths is None else list(paths)
+    paths = discover_relative(raw_dir) if paths is None else list(paths)
     limit = max_page_bytes()
     keys = {rel: input_key(raw_dir, rel, limit) for rel in paths}
     key = reuse_key()

@@ -153,15 +153,13 @@ def process_batch(paths: list[str], raw_dir: str, stage: str | None = None) -> l
         limits: Limits | None = current_limits()
     except Exception:  # noqa: BLE001
         limits = None
+    mode = "json" if stage is None else "python"  # prepare_record validates the python form
     out: list[dict[str, Any]] = []
     for path in paths:
         try:
-            if stage is None:
-                result = _page(path, root, "json", limits, max_bytes)
-            else:
-                result = _page(path, root, "python", limits, max_bytes)
-                if "record" in result:
-                    result = prepare_record(result["record"], staged)
+            result = _page(path, root, mode, limits, max_bytes)
+            if stage is not None and "record" in result:
+                result = prepare_record(result["record"], staged)
             out.append(result)
         except Exception as exc:  # noqa: BLE001 - e.g. a reject that fails its own validation
             reason, where = _internal(exc)

@@ -168,59 +168,23 @@ class SectionDraft(_Part):
     blocks: list[Block] = field(default_factory=list)
 
     def to_section(self) -> Section:
-        if not _FAST_SECTION:
-            return _to_section_slow(self)
-        subsections: list[Subsection] = []
-        for s in self.subsections:
-            sub = _new_model(Subsection)
-            text = "\n\n".join(s.paragraphs) or None
-            _setattr(sub, "__dict__", {"heading": s.heading, "text": text, "items": list(s.items)})
-            _setattr(sub, "__pydantic_fields_set__", {"heading", "text", "items"})
-            _setattr(sub, "__pydantic_extra__", None)
-            _setattr(sub, "__pydantic_private__", None)
-            subsections.append(sub)
-        m = _new_model(Section)
-        text = "\n\n".join(self.paragraphs) or None
-        values: dict[str, Any] = {
-            "key": self.key, "heading": self.heading, "text": text, "items": list(self.items),
-        }  # fmt: skip
-        values["subsections"] = subsections
-        _setattr(m, "__dict__", values)
-        _setattr(m, "__pydantic_fields_set__", {"key", "heading", "text", "items", "subsections"})
-        _setattr(m, "__pydantic_extra__", None)
-        _setattr(m, "__pydantic_private__", None)
-        return m
-
-
-def _to_section_slow(d: SectionDraft) -> Section:
-    """``SectionDraft.to_section`` through ``construct`` (models whose fields or hooks changed)."""
-    subsections = [
-        construct(
-            Subsection,
-            {"heading": s.heading, "text": "\n\n".join(s.paragraphs) or None, "items": list(s.items)},
+        subsections = [
+            construct(
+                Subsection,
+                {"heading": s.heading, "text": "\n\n".join(s.paragraphs) or None, "items": list(s.items)},
+            )
+            for s in self.subsections
+        ]
+        return construct(
+            Section,
+            {
+                "key": self.key,
+                "heading": self.heading,
+                "text": "\n\n".join(self.paragraphs) or None,
+                "items": list(self.items),
+                "subsections": subsections,
+            },
         )
-        for s in d.subsections
-    ]
-    return construct(
-        Section,
-        {
-            "key": d.key,
-            "heading": d.heading,
-            "text": "\n\n".join(d.paragraphs) or None,
-            "items": list(d.items),
-            "subsections": subsections,
-        },
-    )
-
-
-#: ``to_section`` builds the instances itself (``construct``'s assignment, inline) while the models
-#: are constructor-safe and have exactly the fields it fills
-_FAST_SECTION = (
-    _FAST[Section]
-    and _FAST[Subsection]
-    and list(Section.model_fields) == ["key", "heading", "text", "items", "subsections"]
-    and list(Subsection.model_fields) == ["heading", "text", "items"]
-)
 
 
 @dataclass

@@ -125,7 +125,7 @@ class IndexBuilder:
             self._db.execute("PRAGMA synchronous = OFF")  # the caller fsyncs the finished file
             create_schema(self._db)
             # no incremental merging while rows go in: ``close`` merges every segment once
-            # ('optimize'), which leaves the same index for ~30% less CPU than merging as it goes
+            # ('optimize'): the same index for ~12% fewer instructions at 8,000 records (callgrind)
             self._db.execute("INSERT INTO fts(fts, rank) VALUES ('automerge', 0)")
         except BaseException:
             self._thread.shutdown()
